@@ -1,0 +1,146 @@
+package devmapper
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrTransactionMismatch: set_transaction_id named an old id that is not
+// the pool's current one; the pool is unchanged.
+var ErrTransactionMismatch = errors.New("transaction id mismatch")
+
+// poolTargets is the one-target table of a thin-pool dataSectors long.
+func poolTargets(t PoolTable, dataSectors uint64) ([]Target, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	if dataSectors < uint64(t.DataBlockSize) {
+		return nil, invalidf("pool of %d sectors is smaller than one data block of %d sectors", dataSectors, t.DataBlockSize)
+	}
+	return []Target{{Start: 0, Length: dataSectors, Type: "thin-pool", Params: t.Params()}}, nil
+}
+
+// CreatePool creates and activates a thin-pool device over t's metadata
+// and data devices, dataSectors long. It is marked pool-internal for udev.
+// Whether the metadata is new or an existing pool's, the kernel decides:
+// zeroed metadata is formatted, existing metadata is opened.
+func (c *Control) CreatePool(name, uuid string, t PoolTable, dataSectors uint64) (Dev, error) {
+	targets, err := poolTargets(t, dataSectors)
+	if err != nil {
+		return Dev{}, err
+	}
+	return c.Activate(name, uuid, targets, ActivateOptions{ReadOnly: t.Features.ReadOnly, Udev: UdevPoolInternal})
+}
+
+// ReloadPool swaps in a new table for a live pool, typically a larger
+// dataSectors after its data device grew. Thin devices on the pool stay
+// active; their I/O waits while the pool is suspended. The kernel refuses
+// to shrink a pool.
+func (c *Control) ReloadPool(name string, t PoolTable, dataSectors uint64) error {
+	targets, err := poolTargets(t, dataSectors)
+	if err != nil {
+		return err
+	}
+	return c.Reload(name, targets, ActivateOptions{ReadOnly: t.Features.ReadOnly, Udev: UdevPoolInternal})
+}
+
+// PoolStatus reads and parses the pool's status. The kernel commits the
+// pool's metadata first, so the figures are current.
+func (c *Control) PoolStatus(name string) (PoolStatus, error) {
+	line, err := c.singleStatus(name, "thin-pool")
+	if err != nil {
+		return PoolStatus{}, err
+	}
+	st, err := ParsePoolStatus(line)
+	if err != nil {
+		return PoolStatus{}, &Error{Op: "status", Device: name, Err: err}
+	}
+	return st, nil
+}
+
+// singleStatus returns the status line of a device whose table is one
+// target of the given type.
+func (c *Control) singleStatus(name, targetType string) (string, error) {
+	ts, err := c.Status(name, false)
+	if err != nil {
+		return "", err
+	}
+	if len(ts) != 1 || ts[0].Type != targetType {
+		return "", &Error{Op: "status", Device: name, Err: fmt.Errorf(
+			"%w: device is not a single %s target (it has %d targets)", unix.EINVAL, targetType, len(ts))}
+	}
+	return ts[0].Params, nil
+}
+
+func validateThinID(id uint32) error {
+	if id > MaxThinID {
+		return invalidf("thin device id %d is larger than %d", id, MaxThinID)
+	}
+	return nil
+}
+
+// CreateThin creates thin device id in the pool, empty. An id in use fails
+// with ErrExists.
+func (c *Control) CreateThin(pool string, id uint32) error {
+	if err := validateThinID(id); err != nil {
+		return err
+	}
+	_, err := c.Message(pool, 0, fmt.Sprintf("create_thin %d", id))
+	return err
+}
+
+// CreateSnap creates thin device id as a copy-on-write snapshot of
+// originID. An active origin must be suspended around the call (see
+// Suspend) so that the snapshot holds everything written before it.
+func (c *Control) CreateSnap(pool string, id, originID uint32) error {
+	if err := validateThinID(id); err != nil {
+		return err
+	}
+	if err := validateThinID(originID); err != nil {
+		return err
+	}
+	_, err := c.Message(pool, 0, fmt.Sprintf("create_snap %d %d", id, originID))
+	return err
+}
+
+// DeleteThin deletes thin device id and frees the blocks only it mapped.
+// An id that does not exist fails with ErrNotFound; an active one with
+// ErrBusy.
+func (c *Control) DeleteThin(pool string, id uint32) error {
+	if err := validateThinID(id); err != nil {
+		return err
+	}
+	_, err := c.Message(pool, 0, fmt.Sprintf("delete %d", id))
+	return err
+}
+
+// SetTransactionID moves the pool's transaction id from oldID to newID. It
+// is a compare-and-swap: when the pool is not at oldID it fails with
+// ErrTransactionMismatch and changes nothing.
+func (c *Control) SetTransactionID(pool string, oldID, newID uint64) error {
+	_, err := c.Message(pool, 0, fmt.Sprintf("set_transaction_id %d %d", oldID, newID))
+	if err == nil || !isErrno(err, unix.EINVAL) {
+		return err
+	}
+	st, stErr := c.PoolStatus(pool)
+	if stErr == nil && st.TransactionID != oldID {
+		return fmt.Errorf("%w: the pool is at %d, not %d: %w", ErrTransactionMismatch, st.TransactionID, oldID, err)
+	}
+	return err
+}
+
+// ReserveMetadataSnap takes a snapshot of the pool's metadata that tools
+// such as thin_ls and thin_dump can read while the pool is live. Only one
+// may be held at a time.
+func (c *Control) ReserveMetadataSnap(pool string) error {
+	_, err := c.Message(pool, 0, "reserve_metadata_snap")
+	return err
+}
+
+// ReleaseMetadataSnap drops the metadata snapshot.
+func (c *Control) ReleaseMetadataSnap(pool string) error {
+	_, err := c.Message(pool, 0, "release_metadata_snap")
+	return err
+}
