@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Compiles csi-thin's tests and runs them inside a real kernel with
+# device-mapper (see run), as root, with two block devices attached for the
+# tests of pools on block devices. Every package whose tests call
+# kerneltest.Require is included; its benchmarks run too.
+#
+# Environment:
+#   KERNEL_TEST_RUN    only tests matching this regexp (go test -run)
+#   KERNEL_TEST_BENCH  benchmarks matching this regexp (default: all; "none" skips them)
+#   KERNEL_TEST_RACE   1 to build with the race detector. Off by default: its
+#                      runtime maps memory at 0x200000000000, above what a
+#                      User-Mode Linux process can address, and fails to start
+#                      there. The host's unit tests run with -race.
+#   KERNEL_TEST_PKGS   packages to test instead of the discovered ones
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+top=$PWD
+
+discover() {
+  git ls-files -co --exclude-standard -- '*_test.go' | xargs -r grep -l 'kerneltest.Require' |
+    xargs -r -n1 dirname | sort -u | sed 's|^|./|'
+}
+pkgs=${KERNEL_TEST_PKGS:-$(discover)}
+if [ -z "$pkgs" ]; then
+  echo "no packages have kernel tests" >&2
+  exit 1
+fi
+
+out=$(mktemp -d "${TMPDIR:-/tmp}/csi-thin-ktest.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+race=
+[ "${KERNEL_TEST_RACE:-0}" = 1 ] && race=-race
+
+for p in $pkgs; do
+  bin="$out/$(echo "${p#./}" | tr / _).test"
+  echo "build $p"
+  go test -c $race -o "$bin" "$p"
+  echo "$p $bin" >> "$out/list"
+done
+
+truncate -s 2G "$out/ubd-data.img"
+truncate -s 128M "$out/ubd-meta.img"
+
+cat > "$out/guest.sh" <<'GUEST'
+#!/bin/sh
+# Runs inside the kernel: each package's test binary in its own directory.
+list=$1 top=$2
+status=0
+while read -r pkg bin; do
+  echo "=== package $pkg"
+  (cd "$top/$pkg" && "$bin" -test.v -test.timeout 30m ${KERNEL_TEST_RUN:+-test.run "$KERNEL_TEST_RUN"} \
+     -test.bench "${KERNEL_TEST_BENCH:-.}" -test.benchtime 1000x -test.benchmem=false) || status=1
+done < "$list"
+exit $status
+GUEST
+chmod +x "$out/guest.sh"
+if [ "${KERNEL_TEST_BENCH:-}" = none ]; then export KERNEL_TEST_BENCH='^$'; fi
+
+set +e
+test/kernel/run -b "$out/ubd-data.img" -b "$out/ubd-meta.img" -- "$out/guest.sh" "$out/list" "$top" | tee "$out/log"
+rc=${PIPESTATUS[0]}
+set -e
+
+passed=$(grep -cE '^\s*--- PASS' "$out/log" || true)
+failed=$(grep -cE '^\s*--- FAIL' "$out/log" || true)
+skipped=$(grep -cE '^\s*--- SKIP' "$out/log" || true)
+echo
+echo "kernel: $passed passed, $failed failed, $skipped skipped"
+if [ "$rc" != 0 ] || [ "$failed" != 0 ]; then
+  exit 1
+fi
