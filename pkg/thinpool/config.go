@@ -1,0 +1,122 @@
+package thinpool
+
+import (
+	"fmt"
+	"path/filepath"
+
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
+)
+
+// Defaults of Config.
+const (
+	DefaultPoolName               = "csi-thin"
+	DefaultBlockSizeBytes         = 64 << 10
+	DefaultOverprovisionRatio     = 10.0
+	DefaultDataReservePercent     = 5.0
+	DefaultMetadataReservePercent = 10.0
+)
+
+// Config describes a node's pool.
+type Config struct {
+	// StateDir holds the state database and, for a loopback pool, its
+	// backing files.
+	StateDir string
+	// PoolName is the dm name of the pool; volumes are named after it.
+	PoolName string
+	// DataDevice and MetadataDevice are block devices for the pool. Both
+	// empty: a loopback pool on sparse files in StateDir.
+	DataDevice, MetadataDevice string
+	// PoolSizeBytes is the size of a loopback pool's data file. A larger
+	// size on a later start grows the pool; a smaller one is ignored.
+	PoolSizeBytes uint64
+	// BlockSizeBytes is the pool's data block size: the unit of allocation
+	// and of copy-on-write after a snapshot. 64 KiB to 1 GiB in 64 KiB
+	// steps; fixed when the pool is created.
+	BlockSizeBytes uint64
+	// OverprovisionRatio bounds the sum of all volume and snapshot sizes
+	// to this many times the pool's data size.
+	OverprovisionRatio float64
+	// Creates are refused while free data or metadata space is below these
+	// percentages of the pool, keeping room for writes to existing volumes.
+	DataReservePercent, MetadataReservePercent float64
+	// ErrorIfNoSpace makes writes fail at once when the pool is full,
+	// instead of queueing until it grows.
+	ErrorIfNoSpace bool
+	// ThinCheck is the thin_check binary run on existing metadata before
+	// the pool is activated; empty looks it up in PATH, "none" skips it.
+	ThinCheck string
+}
+
+func (c *Config) loop() bool { return c.DataDevice == "" && c.MetadataDevice == "" }
+
+func (c *Config) dbPath() string       { return filepath.Join(c.StateDir, "csi-thin.db") }
+func (c *Config) dataFile() string     { return filepath.Join(c.StateDir, "pool-data.img") }
+func (c *Config) metadataFile() string { return filepath.Join(c.StateDir, "pool-metadata.img") }
+
+// withDefaults fills unset fields and checks the rest, with messages that
+// say which setting is wrong and what it may be.
+func (c Config) withDefaults() (Config, error) {
+	if c.PoolName == "" {
+		c.PoolName = DefaultPoolName
+	}
+	if c.BlockSizeBytes == 0 {
+		c.BlockSizeBytes = DefaultBlockSizeBytes
+	}
+	if c.OverprovisionRatio == 0 {
+		c.OverprovisionRatio = DefaultOverprovisionRatio
+	}
+	if c.DataReservePercent == 0 {
+		c.DataReservePercent = DefaultDataReservePercent
+	}
+	if c.MetadataReservePercent == 0 {
+		c.MetadataReservePercent = DefaultMetadataReservePercent
+	}
+	switch {
+	case c.StateDir == "" || !filepath.IsAbs(c.StateDir):
+		return c, invalidf("state directory %q must be an absolute path", c.StateDir)
+	case len(c.PoolName)+len("-vol-")+24 > dm.MaxNameLen:
+		return c, invalidf("pool name %q is too long: volumes are named after it and dm names hold %d bytes", c.PoolName, dm.MaxNameLen)
+	case (c.DataDevice == "") != (c.MetadataDevice == ""):
+		return c, invalidf("give both a data device and a metadata device, or neither for a loopback pool in the state directory")
+	case c.loop() && c.PoolSizeBytes < 64<<20:
+		return c, invalidf("pool size %d bytes is too small: a loopback pool needs at least 64 MiB", c.PoolSizeBytes)
+	case c.BlockSizeBytes%(dm.MinDataBlockSize*sectorSize) != 0 ||
+		c.BlockSizeBytes < dm.MinDataBlockSize*sectorSize || c.BlockSizeBytes > dm.MaxDataBlockSize*sectorSize:
+		return c, invalidf("block size %d bytes: use a multiple of 64 KiB from 64 KiB to 1 GiB", c.BlockSizeBytes)
+	case c.OverprovisionRatio < 1:
+		return c, invalidf("overprovision ratio %g is below 1", c.OverprovisionRatio)
+	case c.DataReservePercent < 0 || c.DataReservePercent >= 100 || c.MetadataReservePercent < 0 || c.MetadataReservePercent >= 100:
+		return c, invalidf("reserves must be percentages from 0 to below 100 (data %g, metadata %g)", c.DataReservePercent, c.MetadataReservePercent)
+	}
+	for _, r := range c.PoolName {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return c, invalidf("pool name %q may hold only a-z, 0-9 and '-'", c.PoolName)
+		}
+	}
+	return c, nil
+}
+
+// Kernel limits on thin-pool metadata: 4 KiB blocks, at most
+// THIN_METADATA_MAX_SECTORS (255 × 2^14 blocks, just under 16 GiB).
+const (
+	metadataBlockBytes = 4096
+	minMetadataBytes   = 2 << 20
+	maxMetadataBytes   = 255 * (1 << 14) * metadataBlockBytes
+)
+
+// metadataSize is the metadata a pool of dataBytes in blocks of blockBytes
+// wants: the kernel's rule of about 48 bytes a block, doubled for the
+// mappings snapshots share and split, plus 4 MiB, within the kernel's
+// limits, in whole MiB.
+func metadataSize(dataBytes, blockBytes uint64) uint64 {
+	n := 2*48*(dataBytes/blockBytes) + 4<<20
+	n = (n + 1<<20 - 1) &^ (1<<20 - 1)
+	return min(max(n, minMetadataBytes), maxMetadataBytes)
+}
+
+func (c *Config) String() string {
+	if c.loop() {
+		return fmt.Sprintf("loopback pool %s of %d bytes in %s", c.PoolName, c.PoolSizeBytes, c.StateDir)
+	}
+	return fmt.Sprintf("pool %s on %s (metadata %s)", c.PoolName, c.DataDevice, c.MetadataDevice)
+}

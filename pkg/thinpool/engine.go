@@ -1,0 +1,160 @@
+package thinpool
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
+)
+
+// Engine is a node's thin pool with its volumes and snapshots. Its methods
+// are safe for concurrent use: operations on one name or id are
+// serialised, operations on different ones run in parallel, and only the
+// few microseconds of each pool message are serialised pool-wide.
+type Engine struct {
+	k     kernel
+	store *store
+	cfg   Config
+
+	pool         string // dm name of the pool
+	poolDev      dm.Dev
+	blockSectors uint32
+	deviceNode   func(dm.Dev) (string, error)
+	backing      *backing // how the pool's devices are kept; nil in unit tests
+
+	locks keyLocks
+
+	// poolMu serialises journaled changes: each takes the next pool
+	// transaction id.
+	poolMu    sync.Mutex
+	committed atomic.Uint64 // last pool transaction id known complete
+	dirty     bool          // a change failed halfway: recover before the next
+	promised  uint64        // bytes of every volume and snapshot, for the budget
+	closeOnce sync.Once
+	closer    func() error
+}
+
+// newEngine puts an engine together over a running pool; Open is the way
+// in for callers.
+func newEngine(k kernel, s *store, cfg Config, pool string, poolDev dm.Dev) *Engine {
+	return &Engine{
+		k: k, store: s, cfg: cfg,
+		pool: pool, poolDev: poolDev,
+		blockSectors: uint32(cfg.BlockSizeBytes / sectorSize),
+		deviceNode:   func(d dm.Dev) (string, error) { return dm.DeviceNode(d.Major, d.Minor) },
+	}
+}
+
+// start recovers the journal and totals the promised sizes.
+func (e *Engine) start() error {
+	e.poolMu.Lock()
+	defer e.poolMu.Unlock()
+	if err := e.resumeSuspended(); err != nil {
+		return err
+	}
+	if err := e.Health(); err != nil {
+		// Recovery changes the pool; an unhealthy pool is left alone and
+		// every change refused until it is repaired.
+		e.dirty = true
+		return nil
+	}
+	if err := e.recoverLocked(); err != nil {
+		return err
+	}
+	var total uint64
+	err := e.store.scan("", "", func(v *Volume) bool {
+		if v.settled(e.committed.Load()) != nil {
+			total += v.SizeBytes
+		}
+		return true
+	})
+	e.promised = total
+	return err
+}
+
+// resumeSuspended resumes this pool's devices that a crash left suspended,
+// such as an origin killed mid-snapshot; their I/O would hang otherwise.
+func (e *Engine) resumeSuspended() error {
+	devs, err := e.k.List()
+	if err != nil {
+		return err
+	}
+	for _, d := range devs {
+		if d.Name != e.pool && !e.ownsDevice(d.Name) {
+			continue
+		}
+		info, err := e.k.Info(d.Name)
+		if err != nil || !info.Suspended {
+			continue
+		}
+		if err := e.k.Resume(d.Name, 0); err != nil {
+			return fmt.Errorf("resume %s, left suspended by a crash: %w", d.Name, err)
+		}
+	}
+	return nil
+}
+
+// Close releases the database and the control device. The pool and any
+// active volumes stay up: workloads keep running while csi-thin restarts.
+func (e *Engine) Close() error {
+	var err error
+	e.closeOnce.Do(func() {
+		err = e.store.close()
+		if e.closer != nil {
+			err = errors.Join(err, e.closer())
+		}
+	})
+	return err
+}
+
+// Health returns nil when the pool is safe to use, or an ErrUnhealthy that
+// says why and what to do.
+func (e *Engine) Health() error {
+	st, err := e.k.PoolStatus(e.pool)
+	if err != nil {
+		return fmt.Errorf("%w: cannot read the status of pool %s: %w", ErrUnhealthy, e.pool, err)
+	}
+	if err := st.Healthy(); err != nil {
+		return fmt.Errorf("%w: pool %s: %w", ErrUnhealthy, e.pool, err)
+	}
+	return nil
+}
+
+// PoolName is the dm name of the pool.
+func (e *Engine) PoolName() string { return e.pool }
+
+const sectorSize = 512
+
+// newID returns a fresh id for a record of the kind.
+func newID(kind Kind) string {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return idPrefix(kind) + hex.EncodeToString(b)
+}
+
+func idPrefix(kind Kind) string {
+	if kind == KindSnapshot {
+		return "snap-"
+	}
+	return "vol-"
+}
+
+// dmName is the name of the dm device of an active volume or snapshot.
+func (e *Engine) dmName(id string) string { return e.pool + "-" + id }
+
+// dmUUID marks this pool's devices.
+func (e *Engine) dmUUID(id string) string { return uuidPrefix + e.pool + "-" + id }
+
+const uuidPrefix = "CSI-THIN-"
+
+// ownsDevice reports whether a dm device is one of this pool's volumes.
+func (e *Engine) ownsDevice(name string) bool {
+	p := e.pool + "-"
+	return len(name) > len(p) && name[:len(p)] == p
+}

@@ -1,0 +1,38 @@
+package thinpool
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors callers test with errors.Is; messages say what to do.
+var (
+	// ErrNotFound: no volume or snapshot with that id or name.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: the name is taken by a volume or snapshot with different
+	// parameters (size or source).
+	ErrExists = errors.New("exists with different parameters")
+	// ErrNoSpace: the pool's free data or metadata space is below its
+	// reserve, so nothing new may be created until space is freed or the
+	// pool grows.
+	ErrNoSpace = errors.New("pool is out of space")
+	// ErrOverBudget: the size asked for is more than the pool's virtual
+	// budget (overprovision ratio × pool size) has left.
+	ErrOverBudget = errors.New("pool's overprovisioning budget is exhausted")
+	// ErrInUse: the volume is active on this node and must be deactivated
+	// first.
+	ErrInUse = errors.New("in use")
+	// ErrUnhealthy: the pool is not safe to use; the error says why.
+	ErrUnhealthy = errors.New("pool is unhealthy")
+	// ErrInvalidArgument: a request the engine refuses as given.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrInvalidToken: a list continuation token the engine did not give.
+	ErrInvalidToken = errors.New("invalid list token")
+	// ErrStoreMismatch: the database and the pool's metadata tell
+	// different histories; the engine refuses to guess.
+	ErrStoreMismatch = errors.New("state database and pool disagree")
+)
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,186 @@
+package thinpool
+
+import (
+	"errors"
+	"fmt"
+
+	"k8s.io/klog/v2"
+
+	"github.com/csi-thin/csi-thin/internal/failpoint"
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
+)
+
+// Failpoints between the steps of every journaled change, for the crash
+// tests: after the intent is durable, after the pool changed, after the
+// transaction id moved.
+type stepPoints struct{ afterIntent, afterApply, afterTxID *failpoint.Point }
+
+func newStepPoints(op string) stepPoints {
+	return stepPoints{
+		afterIntent: failpoint.New(op + ".after-intent"),
+		afterApply:  failpoint.New(op + ".after-apply"),
+		afterTxID:   failpoint.New(op + ".after-txid"),
+	}
+}
+
+var (
+	fpCreate   = newStepPoints("create")
+	fpSnapshot = newStepPoints("snapshot")
+	fpDelete   = newStepPoints("delete")
+	// Inside a snapshot of an active origin: suspended, snapshot taken,
+	// origin not yet resumed.
+	fpSnapshotSuspended = failpoint.New("snapshot.origin-suspended")
+	fpSnapshotTaken     = failpoint.New("snapshot.taken-before-resume")
+	// Recovery itself can crash: after it deleted a rolled-back thin id,
+	// before the store forgot the intent.
+	fpRecoverDeleted = failpoint.New("recover.after-delete")
+	// A resize is recorded before the active device is reloaded.
+	fpExpandRecorded = failpoint.New("expand.after-record")
+)
+
+// change is one journaled change to the pool.
+type change struct {
+	points stepPoints
+	record *Volume // written with State creating or deleting
+	// check runs under the pool lock before anything is written: the
+	// capacity checks, so that concurrent creates cannot both pass.
+	check func() error
+	// apply changes the pool. It returns an error only when the pool is
+	// unchanged; a failure after the change (an origin that would not
+	// resume) is returned as late, after the change is committed.
+	apply func(v *Volume) (late error, err error)
+	// done runs under the pool lock once the pool has the change.
+	done func(v *Volume)
+}
+
+// journaled runs one change: record the intent durably, change the pool,
+// advance the pool's transaction id by compare-and-swap. The transaction
+// id is the commit point: recovery completes a change the pool reached
+// and rolls back one it did not. Completion is recorded lazily, in the
+// next intent's commit, so a change costs one durable commit.
+func (e *Engine) journaled(c change) error {
+	e.poolMu.Lock()
+	defer e.poolMu.Unlock()
+	if err := e.usableLocked(); err != nil {
+		return err
+	}
+	if c.check != nil {
+		if err := c.check(); err != nil {
+			return err
+		}
+	}
+	committed := e.committed.Load()
+	tx := committed + 1
+	v := c.record
+	v.TxID = tx
+	if err := e.store.writeIntent(committed, v); err != nil {
+		e.dirty = true
+		return fmt.Errorf("record the intent in the state database: %w", err)
+	}
+	c.points.afterIntent.Hit()
+
+	late, err := c.apply(v)
+	if err != nil {
+		if dropErr := e.store.dropIntent(v); dropErr != nil {
+			e.dirty = true
+			klog.ErrorS(dropErr, "Could not drop the intent of a failed change; recovering before the next one", "id", v.ID)
+		}
+		return err
+	}
+	c.points.afterApply.Hit()
+
+	if err := e.k.SetTransactionID(e.pool, committed, tx); err != nil {
+		e.dirty = true
+		if recErr := e.recoverLocked(); recErr != nil {
+			klog.ErrorS(recErr, "Recovery after a failed transaction failed", "id", v.ID)
+		}
+		return fmt.Errorf("advance the pool's transaction id from %d to %d: %w", committed, tx, err)
+	}
+	e.committed.Store(tx)
+	c.points.afterTxID.Hit()
+	if c.done != nil {
+		c.done(v)
+	}
+	klog.V(2).InfoS("Pool change committed", "id", v.ID, "name", v.Name, "thinID", v.ThinID, "state", v.State, "transaction", tx)
+	return late
+}
+
+// usableLocked refuses changes to an unhealthy pool and finishes the
+// recovery a failed change left behind.
+func (e *Engine) usableLocked() error {
+	if err := e.Health(); err != nil {
+		return err
+	}
+	if e.dirty {
+		return e.recoverLocked()
+	}
+	return nil
+}
+
+// recoverLocked brings the records and the pool into agreement after a
+// crash or a failed change, using the pool's transaction id P and the
+// store's last committed id C:
+//   - a pending change with transaction C+1 = P was completed by the pool:
+//     settle it;
+//   - P = C: a pending create never completed: delete its thin id if the
+//     pool has it and forget it; a pending delete is finished (deletes are
+//     idempotent, and the caller asked for the volume to go);
+//   - anything else means the database and the pool's metadata are not
+//     each other's: refuse.
+func (e *Engine) recoverLocked() error {
+	st, err := e.k.PoolStatus(e.pool)
+	if err != nil {
+		return fmt.Errorf("read the pool's transaction id: %w", err)
+	}
+	j, err := e.store.journal()
+	if err != nil {
+		return err
+	}
+	p, c, pend := st.TransactionID, j.committed, j.pending
+	if pend != nil && pend.State == stateReady {
+		pend = nil
+	}
+	switch {
+	case pend != nil && p == c+1 && pend.TxID == p:
+		if err := e.store.settle(p); err != nil {
+			return err
+		}
+		klog.V(2).InfoS("Settled the last change, which the pool had completed", "id", pend.ID, "state", pend.State, "transaction", p)
+	case p == c && pend == nil:
+		if err := e.store.settle(p); err != nil {
+			return err
+		}
+	case p == c && pend.State == stateCreating:
+		if err := e.k.DeleteThin(e.pool, pend.ThinID); err != nil && !errors.Is(err, dm.ErrNotFound) {
+			return fmt.Errorf("roll back thin device %d of %s: %w", pend.ThinID, pend.ID, err)
+		}
+		fpRecoverDeleted.Hit()
+		if err := e.store.dropIntent(pend); err != nil {
+			return err
+		}
+		klog.InfoS("Rolled back a create the pool never completed", "id", pend.ID, "name", pend.Name, "thinID", pend.ThinID)
+	case p == c && pend.State == stateDeleting:
+		if err := e.k.DeleteThin(e.pool, pend.ThinID); err != nil && !errors.Is(err, dm.ErrNotFound) {
+			return fmt.Errorf("finish deleting thin device %d of %s: %w", pend.ThinID, pend.ID, err)
+		}
+		if err := e.k.SetTransactionID(e.pool, c, c+1); err != nil {
+			return fmt.Errorf("finish deleting %s: advance the pool's transaction id: %w", pend.ID, err)
+		}
+		p = c + 1
+		if err := e.store.settle(p); err != nil {
+			return err
+		}
+		klog.InfoS("Finished a delete the pool had not completed", "id", pend.ID, "name", pend.Name, "thinID", pend.ThinID)
+	default:
+		pendTx := uint64(0)
+		if pend != nil {
+			pendTx = pend.TxID
+		}
+		return fmt.Errorf("%w: the database has transaction %d (pending %d) but the pool's metadata has %d; "+
+			"this state directory does not belong to this pool: restore the matching state directory or pool devices",
+			ErrStoreMismatch, c, pendTx, p)
+	}
+	e.committed.Store(p)
+	e.dirty = false
+	return nil
+}

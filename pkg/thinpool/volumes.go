@@ -1,0 +1,343 @@
+package thinpool
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
+)
+
+// CreateRequest asks for a volume.
+type CreateRequest struct {
+	Name string
+	// SizeBytes is rounded up to the pool's block size. Zero with a
+	// source: the source's size. A copy may be larger than its source.
+	SizeBytes uint64
+	// SourceID is a snapshot to restore or a volume to clone; empty for a
+	// blank volume.
+	SourceID   string
+	Parameters map[string]string
+}
+
+const maxNameLen = 1024
+
+func validName(name string) error {
+	if name == "" || len(name) > maxNameLen || strings.ContainsRune(name, 0) {
+		return invalidf("name %q must be 1 to %d bytes without NUL", name, maxNameLen)
+	}
+	return nil
+}
+
+func lockName(kind Kind, name string) string { return "name/" + string(kind) + "/" + name }
+func lockID(id string) string                { return "id/" + id }
+
+// roundUp rounds size up to whole pool blocks.
+func (e *Engine) roundUp(size uint64) (uint64, error) {
+	block := uint64(e.blockSectors) * sectorSize
+	if size > 1<<62 {
+		return 0, invalidf("size %d bytes is too large", size)
+	}
+	return (size + block - 1) / block * block, nil
+}
+
+// CreateVolume creates a blank volume, or a copy of a snapshot or volume
+// that is instant and independent of its source. The same name with the
+// same size and source returns the volume created before; with a
+// different size or source it fails with ErrExists.
+func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
+	if err := validName(req.Name); err != nil {
+		return nil, err
+	}
+	keys := []string{lockName(KindVolume, req.Name)}
+	if req.SourceID != "" {
+		keys = append(keys, lockID(req.SourceID))
+	}
+	defer e.locks.lock(keys...)()
+
+	var src *Volume
+	if req.SourceID != "" {
+		var err error
+		if src, err = e.Get(req.SourceID); err != nil {
+			return nil, fmt.Errorf("source %s: %w", req.SourceID, err)
+		}
+		if req.SizeBytes == 0 {
+			req.SizeBytes = src.SizeBytes
+		}
+		if req.SizeBytes < src.SizeBytes {
+			return nil, invalidf("a copy of %s must be at least its %d bytes, not %d", src.ID, src.SizeBytes, req.SizeBytes)
+		}
+	}
+	if req.SizeBytes == 0 {
+		return nil, invalidf("volume %q needs a size", req.Name)
+	}
+	size, err := e.roundUp(req.SizeBytes)
+	if err != nil {
+		return nil, err
+	}
+	if v, err := e.lookup(KindVolume, req.Name); err != nil || v != nil {
+		if err != nil {
+			return nil, err
+		}
+		if v.SizeBytes != size || v.SourceID != req.SourceID {
+			return nil, fmt.Errorf("%w: volume %q is %d bytes from %q, not %d bytes from %q",
+				ErrExists, req.Name, v.SizeBytes, v.SourceID, size, req.SourceID)
+		}
+		return v, nil
+	}
+
+	v := &Volume{
+		ID: newID(KindVolume), Kind: KindVolume, Name: req.Name, SizeBytes: size, SourceID: req.SourceID,
+		CreatedAt: time.Now().UTC().Truncate(time.Millisecond), Parameters: maps.Clone(req.Parameters), State: stateCreating,
+	}
+	c := change{
+		points: fpCreate,
+		record: v,
+		check:  func() error { return e.checkCapacityLocked(size) },
+		apply: func(v *Volume) (error, error) {
+			if src == nil {
+				return nil, e.k.CreateThin(e.pool, v.ThinID)
+			}
+			return e.snapshotThin(v.ThinID, src, nil)
+		},
+		done: func(v *Volume) { e.promised += v.SizeBytes },
+	}
+	if src != nil {
+		c.points = fpSnapshot
+	}
+	if err := e.journaled(c); err != nil {
+		return nil, fmt.Errorf("create volume %q: %w", req.Name, err)
+	}
+	klog.V(2).InfoS("Created volume", "id", v.ID, "name", v.Name, "bytes", size, "source", v.SourceID, "thinID", v.ThinID)
+	return e.ready(v), nil
+}
+
+// CreateSnapshot takes a snapshot of a volume, active or not. The same
+// name from the same volume returns the snapshot taken before; from
+// another volume it fails with ErrExists.
+func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string) (*Volume, error) {
+	if err := validName(name); err != nil {
+		return nil, err
+	}
+	defer e.locks.lock(lockName(KindSnapshot, name), lockID(sourceID))()
+	if v, err := e.lookup(KindSnapshot, name); err != nil || v != nil {
+		if err != nil {
+			return nil, err
+		}
+		if v.SourceID != sourceID {
+			return nil, fmt.Errorf("%w: snapshot %q is of %s, not %s", ErrExists, name, v.SourceID, sourceID)
+		}
+		return v, nil
+	}
+	src, err := e.Get(sourceID)
+	if err != nil {
+		return nil, fmt.Errorf("source volume %s: %w", sourceID, err)
+	}
+	if src.Kind != KindVolume {
+		return nil, invalidf("%s is a snapshot: snapshots are taken of volumes", sourceID)
+	}
+	v := &Volume{
+		ID: newID(KindSnapshot), Kind: KindSnapshot, Name: name, SizeBytes: src.SizeBytes, SourceID: sourceID,
+		CreatedAt: time.Now().UTC().Truncate(time.Millisecond), Parameters: maps.Clone(params), State: stateCreating,
+	}
+	err = e.journaled(change{
+		points: fpSnapshot,
+		record: v,
+		check:  func() error { return e.checkCapacityLocked(v.SizeBytes) },
+		apply:  func(v *Volume) (error, error) { return e.snapshotThin(v.ThinID, src, fpSnapshotSuspended) },
+		done:   func(v *Volume) { e.promised += v.SizeBytes },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %q of %s: %w", name, sourceID, err)
+	}
+	klog.V(2).InfoS("Created snapshot", "id", v.ID, "name", name, "source", sourceID, "thinID", v.ThinID)
+	return e.ready(v), nil
+}
+
+// snapshotThin creates thin id as a copy-on-write snapshot of src. An
+// active source is suspended (flushed, its filesystem frozen) around the
+// create_snap and nothing else, so that the copy holds every write the
+// source acknowledged. A source that will not resume is reported late:
+// the snapshot itself exists.
+func (e *Engine) snapshotThin(id uint32, src *Volume, suspended interface{ Hit() }) (late, err error) {
+	name := e.dmName(src.ID)
+	info, err := e.k.Info(name)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Exists || !info.LiveTable {
+		return nil, e.k.CreateSnap(e.pool, id, src.ThinID)
+	}
+	if err := e.k.Suspend(name, dm.SuspendOptions{}); err != nil {
+		return nil, fmt.Errorf("suspend %s for a consistent snapshot: %w", src.ID, err)
+	}
+	if suspended != nil {
+		suspended.Hit()
+	}
+	snapErr := e.k.CreateSnap(e.pool, id, src.ThinID)
+	if snapErr == nil {
+		fpSnapshotTaken.Hit()
+	}
+	if err := e.k.Resume(name, 0); err != nil {
+		if snapErr != nil {
+			return nil, fmt.Errorf("%w (and resuming %s failed: %v)", snapErr, src.ID, err)
+		}
+		return fmt.Errorf("snapshot taken, but %s could not be resumed: %w", src.ID, err), nil
+	}
+	return nil, snapErr
+}
+
+// Delete deletes a volume or snapshot. Its snapshots and copies live on:
+// they share blocks with it, not depend on it. An active volume is
+// refused with ErrInUse; an unknown id gives ErrNotFound.
+func (e *Engine) Delete(id string) error {
+	defer e.locks.lock(lockID(id))()
+	v, err := e.Get(id)
+	if err != nil {
+		return err
+	}
+	if info, err := e.k.Info(e.dmName(id)); err != nil {
+		return err
+	} else if info.Exists {
+		return fmt.Errorf("%w: %s is active on this node as %s: deactivate it first", ErrInUse, id, e.dmName(id))
+	}
+	d := *v
+	d.State = stateDeleting
+	err = e.journaled(change{
+		points: fpDelete,
+		record: &d,
+		apply:  func(v *Volume) (error, error) { return nil, e.k.DeleteThin(e.pool, v.ThinID) },
+		done:   func(v *Volume) { e.promised -= v.SizeBytes },
+	})
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	klog.V(2).InfoS("Deleted", "id", id, "name", v.Name, "thinID", v.ThinID)
+	return nil
+}
+
+// Expand grows a volume to at least sizeBytes (rounded up to the block
+// size) and returns it. An active volume's device grows at once; its
+// filesystem is the caller's. Asking for less than the volume has changes
+// nothing.
+func (e *Engine) Expand(id string, sizeBytes uint64) (*Volume, error) {
+	defer e.locks.lock(lockID(id))()
+	v, err := e.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if v.Kind != KindVolume {
+		return nil, invalidf("%s is a snapshot: only volumes grow", id)
+	}
+	size, err := e.roundUp(sizeBytes)
+	if err != nil {
+		return nil, err
+	}
+	if size <= v.SizeBytes {
+		return v, nil
+	}
+	grown := *v
+	grown.SizeBytes = size
+	// The pool's metadata does not hold a thin device's size, so this is
+	// not journaled: the record is written first, and activation and
+	// Activate of an active device follow the record.
+	e.poolMu.Lock()
+	err = e.checkCapacityLocked(size - v.SizeBytes)
+	if err == nil {
+		err = e.store.put(&grown)
+	}
+	if err == nil {
+		e.promised += size - v.SizeBytes
+	}
+	e.poolMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("expand %s: %w", id, err)
+	}
+	fpExpandRecorded.Hit()
+	if err := e.resizeIfActive(&grown); err != nil {
+		return nil, err
+	}
+	klog.V(2).InfoS("Expanded volume", "id", id, "fromBytes", v.SizeBytes, "toBytes", size)
+	return &grown, nil
+}
+
+// Get returns the volume or snapshot with that id.
+func (e *Engine) Get(id string) (*Volume, error) {
+	v, err := e.store.get(id)
+	if err != nil {
+		return nil, err
+	}
+	if v = e.view(v); v == nil {
+		return nil, fmt.Errorf("%w: no volume or snapshot has id %q", ErrNotFound, id)
+	}
+	return v, nil
+}
+
+// GetByName returns the volume or snapshot with that name.
+func (e *Engine) GetByName(kind Kind, name string) (*Volume, error) {
+	v, err := e.lookup(kind, name)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, fmt.Errorf("%w: no %s is named %q", ErrNotFound, kind, name)
+	}
+	return v, nil
+}
+
+func (e *Engine) lookup(kind Kind, name string) (*Volume, error) {
+	v, err := e.store.byName(kind, name)
+	if err != nil {
+		return nil, err
+	}
+	return e.view(v), nil
+}
+
+// view is a record as callers see it: a change the pool completed is
+// settled, and a record whose change is still in flight (or was never
+// completed) does not exist yet, or any more.
+func (e *Engine) view(v *Volume) *Volume {
+	if v == nil {
+		return nil
+	}
+	v = v.settled(e.committed.Load())
+	if v == nil || v.State != stateReady {
+		return nil
+	}
+	return v
+}
+
+// ready is a record just committed, as callers see it.
+func (e *Engine) ready(v *Volume) *Volume {
+	r := *v
+	r.State, r.TxID = stateReady, 0
+	return &r
+}
+
+// List returns up to max (0: all) volumes or snapshots in id order,
+// starting at token, and the token of the next page ("" after the last).
+// Pages are stable: records created or deleted meanwhile do not shift
+// them.
+func (e *Engine) List(kind Kind, token string, max int) ([]*Volume, string, error) {
+	prefix := idPrefix(kind)
+	if token != "" && !strings.HasPrefix(token, prefix) {
+		return nil, "", fmt.Errorf("%w: %q is not a %s list token", ErrInvalidToken, token, kind)
+	}
+	var out []*Volume
+	next := ""
+	err := e.store.scan(prefix, token, func(v *Volume) bool {
+		if v = e.view(v); v == nil {
+			return true
+		}
+		if max > 0 && len(out) == max {
+			next = v.ID
+			return false
+		}
+		out = append(out, v)
+		return true
+	})
+	return out, next, err
+}
