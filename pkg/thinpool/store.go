@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -32,8 +33,15 @@ const storeFormat = "1"
 
 // store is the bbolt database of records and the journal.
 type store struct {
-	db   *bolt.DB
-	path string
+	db      *bolt.DB
+	path    string
+	commits atomic.Int64 // durable write transactions, for metrics and tests
+}
+
+// update runs fn in one durable write transaction.
+func (s *store) update(fn func(*bolt.Tx) error) error {
+	s.commits.Add(1)
+	return s.db.Update(fn)
 }
 
 func openStore(path string) (*store, error) {
@@ -176,7 +184,7 @@ func settleTx(tx *bolt.Tx, committed uint64) error {
 // committed+1 will complete, after settling the change before it. A new
 // record (ThinID 0) gets a thin id no record names.
 func (s *store) writeIntent(committed uint64, v *Volume) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if err := settleTx(tx, committed); err != nil {
 			return err
 		}
@@ -214,7 +222,7 @@ func allocThinTx(tx *bolt.Tx) (uint32, error) {
 // dropIntent undoes writeIntent for a change the pool never completed: a
 // new record is removed, a record being deleted is ready again.
 func (s *store) dropIntent(v *Volume) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		switch v.State {
 		case stateCreating:
 			if err := deleteTx(tx, v); err != nil {
@@ -234,13 +242,20 @@ func (s *store) dropIntent(v *Volume) error {
 // settle records that the pool reached committed, settling the pending
 // change if it is complete.
 func (s *store) settle(committed uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return settleTx(tx, committed) })
+	return s.update(func(tx *bolt.Tx) error { return settleTx(tx, committed) })
 }
 
 // put writes a record outside the journal: a change the pool's metadata
-// does not hold, such as a thin device's size.
-func (s *store) put(v *Volume) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return putTx(tx, v) })
+// does not hold, such as a thin device's size. It settles the change
+// before it first, which the record may be the subject of, so that the
+// write cannot undo the journal's state.
+func (s *store) put(committed uint64, v *Volume) error {
+	return s.update(func(tx *bolt.Tx) error {
+		if err := settleTx(tx, committed); err != nil {
+			return err
+		}
+		return putTx(tx, v)
+	})
 }
 
 // get returns the record with that id, nil if none.
@@ -317,5 +332,5 @@ func (s *store) setPoolIdentity(p poolIdentity) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyPool, b) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyPool, b) })
 }

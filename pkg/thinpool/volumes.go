@@ -247,7 +247,7 @@ func (e *Engine) Expand(id string, sizeBytes uint64) (*Volume, error) {
 	e.poolMu.Lock()
 	err = e.checkCapacityLocked(size - v.SizeBytes)
 	if err == nil {
-		err = e.store.put(&grown)
+		err = e.store.put(e.committed.Load(), &grown)
 	}
 	if err == nil {
 		e.promised += size - v.SizeBytes
