@@ -1,0 +1,258 @@
+package thinpool
+
+import (
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
+)
+
+// fakeKernel is a thin pool in memory with the kernel's answers: EEXIST,
+// ENODATA, EBUSY, ENXIO and compare-and-swap transaction ids. It lets the
+// journal and the locking run under the race detector.
+type fakeKernel struct {
+	mu      sync.Mutex
+	thins   map[uint32]bool
+	txid    uint64
+	devs    map[string]*fakeDev
+	minor   uint32
+	status  dm.PoolStatus // mode and usage the pool reports
+	failOps map[string]error
+	calls   map[string]int
+}
+
+type fakeDev struct {
+	dev       dm.Dev
+	table     dm.ThinTable
+	sectors   uint64
+	suspended bool
+	open      int
+}
+
+func newFakeKernel() *fakeKernel {
+	return &fakeKernel{
+		thins: map[uint32]bool{}, devs: map[string]*fakeDev{}, failOps: map[string]error{}, calls: map[string]int{},
+		status: dm.PoolStatus{Mode: dm.PoolModeReadWrite, DataTotal: 16384, MetadataTotal: 4096, DiscardPassdown: true},
+	}
+}
+
+func kerr(op, dev string, errno unix.Errno) error { return &dm.Error{Op: op, Device: dev, Err: errno} }
+
+// step counts a call and returns the error injected for it, once.
+func (f *fakeKernel) step(op string) error {
+	f.calls[op]++
+	if err, ok := f.failOps[op]; ok {
+		delete(f.failOps, op)
+		return err
+	}
+	return nil
+}
+
+func (f *fakeKernel) failNext(op string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failOps[op] = err
+}
+
+func (f *fakeKernel) count(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[op]
+}
+
+func (f *fakeKernel) thinIDs() map[uint32]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[uint32]bool{}
+	for id := range f.thins {
+		out[id] = true
+	}
+	return out
+}
+
+func (f *fakeKernel) CreateThin(pool string, id uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.step("create_thin"); err != nil {
+		return err
+	}
+	if f.thins[id] {
+		return kerr(fmt.Sprintf("message create_thin %d", id), pool, unix.EEXIST)
+	}
+	f.thins[id] = true
+	return nil
+}
+
+func (f *fakeKernel) CreateSnap(pool string, id, origin uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.step("create_snap"); err != nil {
+		return err
+	}
+	if !f.thins[origin] {
+		return kerr("message create_snap", pool, unix.ENODATA)
+	}
+	if f.thins[id] {
+		return kerr("message create_snap", pool, unix.EEXIST)
+	}
+	for _, d := range f.devs {
+		if d.table.DeviceID == origin && !d.suspended {
+			panic(fmt.Sprintf("create_snap of active origin %d that is not suspended", origin))
+		}
+	}
+	f.thins[id] = true
+	return nil
+}
+
+func (f *fakeKernel) DeleteThin(pool string, id uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.step("delete"); err != nil {
+		return err
+	}
+	if !f.thins[id] {
+		return kerr(fmt.Sprintf("message delete %d", id), pool, unix.ENODATA)
+	}
+	for _, d := range f.devs {
+		if d.table.DeviceID == id {
+			return kerr(fmt.Sprintf("message delete %d", id), pool, unix.EBUSY)
+		}
+	}
+	delete(f.thins, id)
+	return nil
+}
+
+func (f *fakeKernel) SetTransactionID(pool string, oldID, newID uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.step("set_transaction_id"); err != nil {
+		return err
+	}
+	if f.txid != oldID {
+		return fmt.Errorf("%w: %w", dm.ErrTransactionMismatch, kerr("message set_transaction_id", pool, unix.EINVAL))
+	}
+	f.txid = newID
+	return nil
+}
+
+func (f *fakeKernel) PoolStatus(pool string) (dm.PoolStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.step("status"); err != nil {
+		return dm.PoolStatus{}, err
+	}
+	st := f.status
+	st.TransactionID = f.txid
+	return st, nil
+}
+
+func (f *fakeKernel) ReloadPool(pool string, t dm.PoolTable, sectors uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status.DataTotal = sectors / uint64(t.DataBlockSize)
+	return f.step("reload")
+}
+
+func (f *fakeKernel) Info(name string) (dm.Info, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devs[name]
+	if d == nil {
+		return dm.Info{}, nil
+	}
+	return dm.Info{Exists: true, LiveTable: true, Suspended: d.suspended, OpenCount: int32(d.open), Dev: d.dev, Name: name, TargetCount: 1}, nil
+}
+
+func (f *fakeKernel) List() ([]dm.Device, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []dm.Device
+	for n, d := range f.devs {
+		out = append(out, dm.Device{Name: n, Dev: d.dev})
+	}
+	return out, nil
+}
+
+func (f *fakeKernel) Table(name string) ([]dm.Target, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devs[name]
+	if d == nil {
+		return nil, kerr("status", name, unix.ENXIO)
+	}
+	return []dm.Target{{Length: d.sectors, Type: "thin", Params: d.table.Params()}}, nil
+}
+
+func (f *fakeKernel) Suspend(name string, _ dm.SuspendOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devs[name]
+	if d == nil {
+		return kerr("suspend", name, unix.ENXIO)
+	}
+	d.suspended = true
+	return f.step("suspend")
+}
+
+func (f *fakeKernel) Resume(name string, _ dm.UdevFlags) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devs[name]
+	if d == nil {
+		return kerr("resume", name, unix.ENXIO)
+	}
+	if err := f.step("resume"); err != nil {
+		return err
+	}
+	d.suspended = false
+	return nil
+}
+
+func (f *fakeKernel) Remove(name string, _ dm.RemoveOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devs[name]
+	if d == nil {
+		return kerr("remove", name, unix.ENXIO)
+	}
+	if d.open > 0 {
+		return kerr("remove", name, unix.EBUSY)
+	}
+	delete(f.devs, name)
+	return nil
+}
+
+func (f *fakeKernel) ActivateThin(name, _ string, t dm.ThinTable, sectors uint64, _ bool) (dm.Dev, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.devs[name] != nil {
+		return dm.Dev{}, kerr("create", name, unix.EBUSY)
+	}
+	if !f.thins[t.DeviceID] {
+		return dm.Dev{}, kerr("resume", name, unix.ENODATA)
+	}
+	f.minor++
+	d := &fakeDev{dev: dm.Dev{Major: 254, Minor: f.minor}, table: t, sectors: sectors}
+	f.devs[name] = d
+	return d.dev, nil
+}
+
+func (f *fakeKernel) ResizeThin(name string, t dm.ThinTable, sectors uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devs[name]
+	if d == nil {
+		return kerr("load", name, unix.ENXIO)
+	}
+	d.sectors = sectors
+	return nil
+}
+
+// setOpen marks an active device as opened (mounted) or closed.
+func (f *fakeKernel) setOpen(name string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.devs[name].open = n
+}
