@@ -158,3 +158,29 @@ func (e *Engine) ownsDevice(name string) bool {
 	p := e.pool + "-"
 	return len(name) > len(p) && name[:len(p)] == p
 }
+
+// BlockSizeBytes is the pool's data block size: volume sizes are rounded
+// up to it.
+func (e *Engine) BlockSizeBytes() uint64 { return uint64(e.blockSectors) * sectorSize }
+
+// Condition reports whether a volume is healthy: it exists, its pool is
+// healthy and, when it is active on this node, its device has not failed.
+// The error says what is wrong; ErrNotFound for an unknown id.
+func (e *Engine) Condition(id string) error {
+	if _, err := e.Get(id); err != nil {
+		return err
+	}
+	if err := e.Health(); err != nil {
+		return err
+	}
+	st, err := e.k.ThinStatus(e.dmName(id))
+	switch {
+	case errors.Is(err, dm.ErrNotFound):
+		return nil // not active here
+	case err != nil:
+		return fmt.Errorf("%w: status of %s: %w", ErrUnhealthy, id, err)
+	case st.Fail || st.Error:
+		return fmt.Errorf("%w: the thin device of %s reports failure: see the kernel log (dmesg)", ErrUnhealthy, id)
+	}
+	return nil
+}

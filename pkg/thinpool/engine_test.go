@@ -764,3 +764,32 @@ func TestStorePath(t *testing.T) {
 		t.Fatal(c.dbPath())
 	}
 }
+
+func TestCondition(t *testing.T) {
+	fk := newFakeKernel()
+	e := testEngine(t, fk)
+	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
+	if err := e.Condition(v.ID); err != nil {
+		t.Fatalf("inactive healthy volume: %v", err)
+	}
+	e.Activate(v.ID, false)
+	if err := e.Condition(v.ID); err != nil {
+		t.Fatalf("active healthy volume: %v", err)
+	}
+	fk.failNext("thin_status", kerr("status", e.dmName(v.ID), unix.EIO))
+	if err := e.Condition(v.ID); !errors.Is(err, ErrUnhealthy) {
+		t.Fatalf("device status unreadable: %v", err)
+	}
+	fk.mu.Lock()
+	fk.status.NeedsCheck = true
+	fk.mu.Unlock()
+	if err := e.Condition(v.ID); !errors.Is(err, ErrUnhealthy) {
+		t.Fatalf("pool needs_check: %v", err)
+	}
+	if err := e.Condition("vol-missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown volume: %v", err)
+	}
+	if e.BlockSizeBytes() != 64*kib {
+		t.Fatalf("block size %d", e.BlockSizeBytes())
+	}
+}

@@ -256,3 +256,15 @@ func (f *fakeKernel) setOpen(name string, n int) {
 	defer f.mu.Unlock()
 	f.devs[name].open = n
 }
+
+func (f *fakeKernel) ThinStatus(name string) (dm.ThinStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.devs[name] == nil {
+		return dm.ThinStatus{}, kerr("status", name, unix.ENXIO)
+	}
+	if err := f.step("thin_status"); err != nil {
+		return dm.ThinStatus{}, err
+	}
+	return dm.ThinStatus{}, nil
+}
