@@ -1,0 +1,57 @@
+package controller
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/csi-thin/csi-thin/pkg/volcap"
+)
+
+// onNode reports whether topology t is the segment of node nodeID.
+func onNode(t *csi.Topology, nodeID string) bool {
+	return t.GetSegments()[volcap.TopologyKey] == nodeID
+}
+
+// checkTopology returns nil when accessibility requirements allow a
+// volume on node nodeID: none are given, or the requisite or preferred
+// topologies name the node. Otherwise it returns ResourceExhausted: this
+// node's controller cannot provision elsewhere.
+func checkTopology(req *csi.TopologyRequirement, nodeID string) error {
+	all := append(append([]*csi.Topology(nil), req.GetRequisite()...), req.GetPreferred()...)
+	if len(all) == 0 {
+		return nil
+	}
+	for _, t := range all {
+		if onNode(t, nodeID) {
+			return nil
+		}
+	}
+	return status.Errorf(codes.ResourceExhausted,
+		"this csi-thin controller provisions on node %q only, and the accessibility requirements name %s: "+
+			"the csi-thin of one of those nodes must provision it; run the csi-provisioner and csi-snapshotter sidecars "+
+			"with --node-deployment and use a StorageClass with volumeBindingMode WaitForFirstConsumer",
+		nodeID, describeTopologies(all))
+}
+
+// describeTopologies names the nodes of topologies for a message, the first
+// few of them.
+func describeTopologies(ts []*csi.Topology) string {
+	const most = 5
+	var names []string
+	for i, t := range ts {
+		if i == most {
+			names = append(names, fmt.Sprintf("and %d more", len(ts)-most))
+			break
+		}
+		if n, ok := t.GetSegments()[volcap.TopologyKey]; ok {
+			names = append(names, fmt.Sprintf("node %q", n))
+		} else {
+			names = append(names, fmt.Sprintf("a topology without %s (%v)", volcap.TopologyKey, t.GetSegments()))
+		}
+	}
+	return strings.Join(names, ", ")
+}
