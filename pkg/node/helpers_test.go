@@ -1,0 +1,110 @@
+package node
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	mount "k8s.io/mount-utils"
+	"k8s.io/utils/exec"
+	testingexec "k8s.io/utils/exec/testing"
+)
+
+// run is one command a test expects, and what it answers.
+type run struct {
+	argv []string
+	out  string
+	err  error
+}
+
+// exitStatus is a command's failure with an exit status.
+func exitStatus(n int) error { return testingexec.FakeExitError{Status: n} }
+
+// scriptedExec expects the commands in order and checks at the end of the
+// test that all of them ran.
+func scriptedExec(t *testing.T, runs ...run) *testingexec.FakeExec {
+	t.Helper()
+	fe := &testingexec.FakeExec{}
+	for _, r := range runs {
+		fe.CommandScript = append(fe.CommandScript, func(cmd string, args ...string) exec.Cmd {
+			if got := append([]string{cmd}, args...); !slices.Equal(got, r.argv) {
+				t.Errorf("ran %q, want %q", got, r.argv)
+			}
+			return testingexec.InitFakeCmd(&testingexec.FakeCmd{
+				CombinedOutputScript: []testingexec.FakeAction{
+					func() ([]byte, []byte, error) { return []byte(r.out), nil, r.err },
+				},
+			}, cmd, args...)
+		})
+	}
+	t.Cleanup(func() {
+		if fe.CommandCalls != len(runs) {
+			t.Errorf("ran %d commands, want %d", fe.CommandCalls, len(runs))
+		}
+	})
+	return fe
+}
+
+// testServer is a server without an engine over a fake mounter.
+func testServer(t *testing.T, m *mount.FakeMounter, runs ...run) *Server {
+	t.Helper()
+	return New(Options{NodeID: "node-1", Mounter: mount.NewSafeFormatAndMount(m, scriptedExec(t, runs...))})
+}
+
+// growRuns are the commands growing an ext4 or xfs filesystem runs.
+func growRuns(device, mountPath, fsType string) []run {
+	grow := run{argv: []string{"resize2fs", device}}
+	if fsType == "xfs" {
+		grow = run{argv: []string{"xfs_growfs", "-d", mountPath}}
+	}
+	blkid := run{argv: blkidArgv(device), out: "TYPE=" + fsType + "\n"}
+	return []run{
+		{argv: []string{"blockdev", "--getro", device}, out: "0\n"},
+		blkid,
+		blkid,
+		grow,
+	}
+}
+
+func blkidArgv(device string) []string {
+	return []string{"blkid", "-p", "-s", "TYPE", "-s", "PTTYPE", "-o", "export", device}
+}
+
+// wantCode checks that err is a status with code want (OK: no error).
+func wantCode(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	if want == codes.OK {
+		if err != nil {
+			t.Fatalf("error %v, want none", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("no error, want %s", want)
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		t.Fatalf("error %v is not a status, want %s", err, want)
+	}
+	if st.Code() != want {
+		t.Fatalf("code %s (%v), want %s", st.Code(), err, want)
+	}
+}
+
+// plain stands for a plain error in tables of codes.
+const plain = codes.Code(1 << 20)
+
+// wantPlain checks that err is an error that is not a status (the driver
+// maps it to Internal).
+func wantPlain(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error, want one")
+	}
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		t.Fatalf("error %v is a status, want a plain error", err)
+	}
+}

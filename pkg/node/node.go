@@ -1,0 +1,215 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+	mount "k8s.io/mount-utils"
+	"k8s.io/utils/exec"
+
+	"github.com/csi-thin/csi-thin/pkg/thinpool"
+	"github.com/csi-thin/csi-thin/pkg/volcap"
+)
+
+// Options configure a node server.
+type Options struct {
+	Engine     *thinpool.Engine
+	NodeID     string
+	MaxVolumes int64                     // NodeGetInfo max_volumes_per_node; 0 = unset
+	Mounter    *mount.SafeFormatAndMount // nil: mount.New("") with exec.New()
+}
+
+// Server serves the CSI node service of one node.
+type Server struct {
+	csi.UnimplementedNodeServer
+
+	engine     *thinpool.Engine
+	nodeID     string
+	maxVolumes int64
+	mounter    *mount.SafeFormatAndMount
+	resizer    *mount.ResizeFs
+	locks      volumeLocks
+}
+
+// New returns a node server.
+func New(o Options) *Server {
+	m := o.Mounter
+	if m == nil {
+		m = mount.NewSafeFormatAndMount(mount.New(""), exec.New())
+	}
+	return &Server{
+		engine:     o.Engine,
+		nodeID:     o.NodeID,
+		maxVolumes: o.MaxVolumes,
+		mounter:    m,
+		resizer:    mount.NewResizeFs(m.Exec),
+	}
+}
+
+var nodeCapabilities = []csi.NodeServiceCapability_RPC_Type{
+	csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
+	csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+	csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
+	csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
+}
+
+// NodeGetCapabilities lists what the node service does.
+func (s *Server) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
+	resp := &csi.NodeGetCapabilitiesResponse{}
+	for _, c := range nodeCapabilities {
+		resp.Capabilities = append(resp.Capabilities, &csi.NodeServiceCapability{
+			Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: c}},
+		})
+	}
+	return resp, nil
+}
+
+// NodeGetInfo names the node and its topology segment.
+func (s *Server) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
+	return &csi.NodeGetInfoResponse{
+		NodeId:             s.nodeID,
+		MaxVolumesPerNode:  s.maxVolumes,
+		AccessibleTopology: volcap.Topology(s.nodeID),
+	}, nil
+}
+
+// NodeGetVolumeHealth reports the engine's condition of a volume: healthy,
+// or inaccessible with the reason when its pool or thin device has failed.
+func (s *Server) NodeGetVolumeHealth(_ context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is missing")
+	}
+	health := &csi.VolumeHealth{VolumeId: id}
+	err := s.engine.Condition(id)
+	switch {
+	case errors.Is(err, thinpool.ErrUnhealthy):
+		klog.V(2).InfoS("Volume is unhealthy", "volumeID", id, "err", err)
+		health.HealthStatuses = []*csi.VolumeHealth_VolumeHealthEntry{{
+			Status:  csi.VolumeHealthErrorType_INACCESSIBLE,
+			Reason:  "Unhealthy",
+			Message: err.Error(),
+		}}
+	case err != nil:
+		return nil, err
+	}
+	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: health}, nil
+}
+
+// volumeLocks serialises the node's changes to a volume. The driver
+// already refuses a second call with the same key while one runs; this
+// orders the calls it lets through together, such as publishes of one
+// volume to two targets, so that each sees the other's mounts.
+type volumeLocks struct {
+	mu    sync.Mutex
+	locks map[string]*volumeLock
+}
+
+type volumeLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock waits for the volume's lock and returns its unlock.
+func (l *volumeLocks) lock(id string) (unlock func()) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[string]*volumeLock{}
+	}
+	k := l.locks[id]
+	if k == nil {
+		k = &volumeLock{}
+		l.locks[id] = k
+	}
+	k.users++
+	l.mu.Unlock()
+	k.Lock()
+	return func() {
+		k.Unlock()
+		l.mu.Lock()
+		if k.users--; k.users == 0 {
+			delete(l.locks, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// mountPointAt returns the mount at path, or nil when path is not a mount
+// point or does not exist.
+func (s *Server) mountPointAt(path string) (*mount.MountPoint, error) {
+	ok, err := s.mounter.IsMountPoint(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("check whether %s is a mount point: %w", path, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	mps, err := s.mounter.List()
+	if err != nil {
+		return nil, fmt.Errorf("list mounts: %w", err)
+	}
+	resolved := resolve(path)
+	if abs, err := filepath.Abs(resolved); err == nil {
+		resolved = abs
+	}
+	// The last mount on a path is the one on top.
+	for i := len(mps) - 1; i >= 0; i-- {
+		if filepath.Clean(mps[i].Path) == resolved {
+			mp := mps[i]
+			return &mp, nil
+		}
+	}
+	return &mount.MountPoint{Path: resolved}, nil
+}
+
+// sameDevice reports whether two paths name the same device: the same
+// path once symlinks are resolved, or block device nodes with the same
+// device number.
+func sameDevice(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	if resolve(a) == resolve(b) {
+		return true
+	}
+	ra, okA := blockRdev(a)
+	rb, okB := blockRdev(b)
+	return okA && okB && ra == rb
+}
+
+// resolve is p with symlinks resolved, or p cleaned when that fails.
+func resolve(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return filepath.Clean(p)
+}
+
+// blockRdev returns the device number of a block device node.
+func blockRdev(path string) (uint64, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return 0, false
+	}
+	return st.Rdev, true
+}
+
+// isBlockDevice reports whether a file is a block device node, as a block
+// volume's target file is once the device node is bind-mounted onto it.
+func isBlockDevice(fi os.FileInfo) bool {
+	return fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0
+}
