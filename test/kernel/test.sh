@@ -38,6 +38,11 @@ for p in $pkgs; do
   echo "$p $bin" >> "$out/list"
 done
 
+# The flow tests run the driver as its own process, to restart and kill it.
+echo "build ./cmd/csi-thin"
+CGO_ENABLED=0 go build -o "$out/csi-thin" ./cmd/csi-thin
+export CSI_THIN_BINARY="$out/csi-thin"
+
 truncate -s 2G "$out/ubd-data.img"
 truncate -s 128M "$out/ubd-meta.img"
 

@@ -1,0 +1,166 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/csi-thin/csi-thin/pkg/thinpool"
+)
+
+func parse(t *testing.T, args ...string) (Options, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(new(strings.Builder))
+	o := DefaultOptions()
+	o.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	return o, o.Validate()
+}
+
+func TestOptions(t *testing.T) {
+	base := []string{"--node-id", "n1"}
+	cases := []struct {
+		name    string
+		args    []string
+		wantErr string // empty: valid
+	}{
+		{"the documented command line", []string{"--endpoint", "unix:///csi/csi.sock", "--node-id", "n1", "--state-dir", "/var/lib/csi-thin", "--pool-size", "100Gi"}, ""},
+		{"defaults with a node id", base, ""},
+		{"no node id", nil, "--node-id is required"},
+		{"tcp endpoint", append(base, "--endpoint", "tcp://0.0.0.0:10000"), "unix:///path"},
+		{"relative socket", append(base, "--endpoint", "unix://csi.sock"), "absolute"},
+		{"relative state dir", append(base, "--state-dir", "state"), "absolute path"},
+		{"bad size", append(base, "--pool-size", "100GB"), "use bytes or a whole number"},
+		{"tiny pool", append(base, "--pool-size", "1Mi"), "at least 64 MiB"},
+		{"data device alone", append(base, "--data-device", "/dev/sdb"), "go together"},
+		{"both devices", append(base, "--data-device", "/dev/sdb", "--metadata-device", "/dev/sdc"), ""},
+		{"odd block size", append(base, "--block-size", "100Ki"), "multiple of 64 KiB"},
+		{"ratio below 1", append(base, "--overprovision-ratio", "0.5"), "below 1"},
+		{"negative max volumes", append(base, "--max-volumes", "-1"), "negative"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parse(t, c.args...)
+			if c.wantErr == "" && err != nil {
+				t.Fatalf("valid options refused: %v", err)
+			}
+			if c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+				t.Fatalf("got %v, want an error saying %q", err, c.wantErr)
+			}
+		})
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	cases := []struct {
+		in   string
+		want uint64
+		str  string
+	}{
+		{"100Gi", 100 << 30, "100Gi"},
+		{"64Ki", 64 << 10, "64Ki"},
+		{"1536Mi", 1536 << 20, "1536Mi"},
+		{"1G", 1e9, "1000000000"},
+		{"4096", 4096, "4Ki"},
+		{"1000", 1000, "1000"},
+	}
+	for _, c := range cases {
+		var b ByteSize
+		if err := b.Set(c.in); err != nil || uint64(b) != c.want || b.String() != c.str {
+			t.Errorf("%q: %d %q %v, want %d %q", c.in, b, b.String(), err, c.want, c.str)
+		}
+	}
+	for _, bad := range []string{"", "Gi", "-1Gi", "1.5Gi", "1GB", "99999999999999999999Pi"} {
+		var b ByteSize
+		if err := b.Set(bad); err == nil {
+			t.Errorf("%q accepted as %d", bad, b)
+		}
+	}
+}
+
+func TestToStatus(t *testing.T) {
+	cases := []struct {
+		err  error
+		want codes.Code
+	}{
+		{fmt.Errorf("create: %w", thinpool.ErrNotFound), codes.NotFound},
+		{fmt.Errorf("x: %w", thinpool.ErrExists), codes.AlreadyExists},
+		{thinpool.ErrNoSpace, codes.ResourceExhausted},
+		{thinpool.ErrOverBudget, codes.ResourceExhausted},
+		{thinpool.ErrInvalidArgument, codes.InvalidArgument},
+		{thinpool.ErrInvalidToken, codes.Aborted},
+		{thinpool.ErrInUse, codes.FailedPrecondition},
+		{thinpool.ErrUnhealthy, codes.Unavailable},
+		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{errors.New("mkfs failed"), codes.Internal},
+		{status.Error(codes.OutOfRange, "too big"), codes.OutOfRange},
+	}
+	for _, c := range cases {
+		got := toStatus(c.err)
+		if status.Code(got) != c.want {
+			t.Errorf("%v: code %v, want %v", c.err, status.Code(got), c.want)
+		}
+		want := c.err.Error()
+		if s, ok := status.FromError(c.err); ok {
+			want = s.Message()
+		}
+		if status.Convert(got).Message() != want {
+			t.Errorf("%v: message %q lost the error", c.err, status.Convert(got).Message())
+		}
+	}
+	if toStatus(nil) != nil {
+		t.Error("nil became an error")
+	}
+}
+
+func TestInflightAbortsASecondCallOnTheSameVolume(t *testing.T) {
+	var f inflight
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	slow := func(ctx context.Context, req any) (any, error) { close(entered); <-release; return "first", nil }
+	fast := func(ctx context.Context, req any) (any, error) { return "ok", nil }
+	info := func(m string) *grpc.UnaryServerInfo { return &grpc.UnaryServerInfo{FullMethod: "/csi.v1.Node/" + m} }
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.interceptor(context.Background(), &csi.NodeStageVolumeRequest{VolumeId: "v1"}, info("NodeStageVolume"), slow)
+	}()
+	<-entered
+	cases := []struct {
+		name   string
+		method string
+		req    any
+		want   codes.Code
+	}{
+		{"unstage of the volume being staged", "NodeUnstageVolume", &csi.NodeUnstageVolumeRequest{VolumeId: "v1"}, codes.Aborted},
+		{"stage of another volume", "NodeStageVolume", &csi.NodeStageVolumeRequest{VolumeId: "v2"}, codes.OK},
+		{"publish of the same volume elsewhere", "NodePublishVolume", &csi.NodePublishVolumeRequest{VolumeId: "v1", TargetPath: "/t"}, codes.OK},
+		{"stats are not tracked", "NodeGetVolumeStats", &csi.NodeGetVolumeStatsRequest{VolumeId: "v1"}, codes.OK},
+		{"a create of another name", "CreateVolume", &csi.CreateVolumeRequest{Name: "v1"}, codes.OK},
+	}
+	for _, c := range cases {
+		_, err := f.interceptor(context.Background(), c.req, info(c.method), fast)
+		if status.Code(err) != c.want {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	close(release)
+	wg.Wait()
+	if _, err := f.interceptor(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: "v1"}, info("NodeUnstageVolume"), fast); err != nil {
+		t.Fatalf("after the first call finished: %v", err)
+	}
+}
