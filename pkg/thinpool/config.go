@@ -120,3 +120,10 @@ func (c *Config) String() string {
 	}
 	return fmt.Sprintf("pool %s on %s (metadata %s)", c.PoolName, c.DataDevice, c.MetadataDevice)
 }
+
+// Validate checks the configuration as Open would, without opening
+// anything.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
