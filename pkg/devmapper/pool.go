@@ -26,12 +26,16 @@ func poolTargets(t PoolTable, dataSectors uint64) ([]Target, error) {
 // and data devices, dataSectors long. It is marked pool-internal for udev.
 // Whether the metadata is new or an existing pool's, the kernel decides:
 // zeroed metadata is formatted, existing metadata is opened.
+//
+// The table itself is always loaded read-write: the kernel refuses a
+// thin-pool in a read-only table ("target type may not be included in a
+// read-only table"). A read-only pool is the read_only feature of t.
 func (c *Control) CreatePool(name, uuid string, t PoolTable, dataSectors uint64) (Dev, error) {
 	targets, err := poolTargets(t, dataSectors)
 	if err != nil {
 		return Dev{}, err
 	}
-	return c.Activate(name, uuid, targets, ActivateOptions{ReadOnly: t.Features.ReadOnly, Udev: UdevPoolInternal})
+	return c.Activate(name, uuid, targets, ActivateOptions{Udev: UdevPoolInternal})
 }
 
 // ReloadPool swaps in a new table for a live pool, typically a larger
@@ -43,7 +47,7 @@ func (c *Control) ReloadPool(name string, t PoolTable, dataSectors uint64) error
 	if err != nil {
 		return err
 	}
-	return c.Reload(name, targets, ActivateOptions{ReadOnly: t.Features.ReadOnly, Udev: UdevPoolInternal})
+	return c.Reload(name, targets, ActivateOptions{Udev: UdevPoolInternal}) // read-write table: see CreatePool
 }
 
 // PoolStatus reads and parses the pool's status. The kernel commits the
