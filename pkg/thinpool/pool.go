@@ -92,7 +92,10 @@ func openPool(ctl *dm.Control, s *store, cfg Config) (*Engine, error) {
 		klog.InfoS("Adopted the running pool", "pool", cfg.PoolName, "dev", poolDev)
 	} else {
 		if !fresh {
-			if err := thinCheck(cfg.ThinCheck, b.metaPath); err != nil {
+			// Check the device the kernel will read: thin_check opens it
+			// with O_DIRECT, which a loopback pool's metadata file may not
+			// allow (tmpfs), though its loop device does.
+			if err := thinCheck(cfg.ThinCheck, devicePathOf(b, false)); err != nil {
 				return nil, err
 			}
 		}
