@@ -37,7 +37,9 @@ func (s *Server) NodeStageVolume(_ context.Context, req *csi.NodeStageVolumeRequ
 
 	block := c.GetBlock() != nil
 	klog.V(2).InfoS("NodeStageVolume", "volumeID", id, "stagingTargetPath", staging, "block", block)
-	device, err := s.engine.Activate(id, false)
+	// A reader-only block volume gets a read-only device: a read-only bind
+	// mount of a device node does not stop writes through it.
+	device, err := s.engine.Activate(id, block && volcap.ReadOnly(c))
 	if err != nil {
 		return nil, err
 	}

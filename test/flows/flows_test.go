@@ -237,7 +237,17 @@ func TestBlockFlow(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("restored block volume does not read back (%v)", err)
 	}
-	for _, v := range []*csi.Volume{b, r} {
+	// A reader-only block volume refuses writes at the device.
+	ro := &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY},
+	}
+	rov := d.create("bro", 64*mib, ro, fromSnapshot(s.SnapshotId))
+	rot := d.use(rov, ro)
+	if err := os.WriteFile(rot, []byte("must not land"), 0); err == nil {
+		t.Fatal("a write to a reader-only block volume succeeded")
+	}
+	for _, v := range []*csi.Volume{b, r, rov} {
 		d.release(v)
 		if _, err := d.ctrl.DeleteVolume(ctx(t), &csi.DeleteVolumeRequest{VolumeId: v.VolumeId}); err != nil {
 			t.Fatalf("delete %s: %v", v.VolumeId, err)
