@@ -62,6 +62,7 @@ var nodeCapabilities = []csi.NodeServiceCapability_RPC_Type{
 	csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
 	csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 	csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
+	csi.NodeServiceCapability_RPC_GET_STORAGE_HEALTH,
 }
 
 // NodeGetCapabilities lists what the node service does.
@@ -212,4 +213,20 @@ func blockRdev(path string) (uint64, bool) {
 // volume's target file is once the device node is bind-mounted onto it.
 func isBlockDevice(fi os.FileInfo) bool {
 	return fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0
+}
+
+// NodeGetStorageHealth reports the node's pool: no entries while it is
+// healthy; one STORAGE_DEGRADED entry, with the reason and what to do,
+// while it is not (read-only, out of space, needs_check or failed), since
+// the volumes already on it may still be read.
+func (s *Server) NodeGetStorageHealth(context.Context, *csi.NodeGetStorageHealthRequest) (*csi.NodeGetStorageHealthResponse, error) {
+	resp := &csi.NodeGetStorageHealthResponse{}
+	if err := s.engine.Health(); err != nil {
+		resp.BackendHealth = append(resp.BackendHealth, &csi.NodeGetStorageHealthResponse_StorageBackendHealth{
+			Status:  csi.StorageHealthErrorType_STORAGE_DEGRADED,
+			Reason:  "PoolUnhealthy",
+			Message: err.Error(),
+		})
+	}
+	return resp, nil
 }
