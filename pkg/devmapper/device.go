@@ -107,6 +107,11 @@ func (c *Control) List() ([]Device, error) {
 // the next 8-byte boundary.
 func parseNameList(data []byte, withUUID bool) ([]Device, error) {
 	const nameOff = 12
+	if len(data) == 0 {
+		// No devices: the kernel zeroes the first entry's dev but counts
+		// none of it in data_size.
+		return nil, nil
+	}
 	var devs []Device
 	off := 0
 	for {

@@ -196,6 +196,10 @@ func TestParseNameList(t *testing.T) {
 	if got, err := parseNameList(make([]byte, 16), true); err != nil || len(got) != 0 {
 		t.Fatalf("empty list: %+v %v", got, err)
 	}
+	// The reply of a kernel with no dm devices at all has no data.
+	if got, err := parseNameList(nil, true); err != nil || len(got) != 0 {
+		t.Fatalf("empty reply: %+v %v", got, err)
+	}
 	bad := nameEntry(unix.Mkdev(253, 0), "x", 4, 0, "")
 	if _, err := parseNameList(bad, true); err == nil {
 		t.Fatal("next offset inside the header accepted")
