@@ -26,6 +26,7 @@ type Driver struct {
 	engine   *thinpool.Engine
 	server   *grpc.Server
 	inflight inflight
+	metrics  *metrics // nil without --metrics-address
 }
 
 // New checks privileges, opens the node's pool (creating it on the first
@@ -43,19 +44,35 @@ func New(opts Options) (*Driver, error) {
 		return nil, fmt.Errorf("open the pool: %w", err)
 	}
 	d := &Driver{opts: opts, engine: engine}
-	d.server = grpc.NewServer(grpc.ChainUnaryInterceptor(logCalls, d.inflight.interceptor, mapErrors))
+	if opts.MetricsAddress != "" {
+		d.metrics = newMetrics(engine)
+	}
+	d.server = grpc.NewServer(grpc.ChainUnaryInterceptor(d.interceptors()...))
 	csi.RegisterIdentityServer(d.server, &identity{engine: engine})
 	csi.RegisterControllerServer(d.server, controller.New(engine, opts.NodeID))
 	csi.RegisterNodeServer(d.server, node.New(node.Options{Engine: engine, NodeID: opts.NodeID, MaxVolumes: opts.MaxVolumes}))
 	return d, nil
 }
 
+// interceptors are what every call runs through, the outermost first:
+// logging, metrics, the refusal of calls already in flight, and the error
+// mapping. The metrics see each call's final code: the engine's errors
+// mapped, and the refusals of calls in flight.
+func (d *Driver) interceptors() []grpc.UnaryServerInterceptor {
+	chain := []grpc.UnaryServerInterceptor{logCalls}
+	if d.metrics != nil {
+		chain = append(chain, d.metrics.interceptor)
+	}
+	return append(chain, d.inflight.interceptor, mapErrors)
+}
+
 // Engine is the driver's pool engine.
 func (d *Driver) Engine() *thinpool.Engine { return d.engine }
 
-// Run serves CSI on the endpoint until ctx is done, then stops taking
-// calls, lets running ones finish (up to 30 s) and closes the engine. The
-// pool and active volumes stay up.
+// Run serves CSI on the endpoint, and metrics when they have an address,
+// until ctx is done, then stops taking calls, lets running ones finish (up
+// to 30 s), stops the metrics server and closes the engine. The pool and
+// active volumes stay up.
 func (d *Driver) Run(ctx context.Context) error {
 	defer d.engine.Close()
 	path, err := socketPath(d.opts.Endpoint)
@@ -72,12 +89,32 @@ func (d *Driver) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", path, err)
 	}
+	var metricsLis net.Listener
+	if d.metrics != nil {
+		if metricsLis, err = net.Listen("tcp", d.opts.MetricsAddress); err != nil {
+			lis.Close()
+			return fmt.Errorf("listen for metrics on %s: %w", d.opts.MetricsAddress, err)
+		}
+	}
 	klog.InfoS("Serving CSI", "endpoint", d.opts.Endpoint, "node", d.opts.NodeID, "pool", d.engine.PoolName(), "version", Version)
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- d.server.Serve(lis) }()
+	if metricsLis != nil {
+		klog.InfoS("Serving metrics", "address", metricsLis.Addr().String(), "path", MetricsPath)
+		metricsCtx, stopMetrics := context.WithCancel(context.Background())
+		metricsDone := make(chan struct{})
+		go func() {
+			defer close(metricsDone)
+			if err := d.metrics.serve(metricsCtx, metricsLis); err != nil {
+				errc <- err
+			}
+		}()
+		defer func() { stopMetrics(); <-metricsDone }()
+	}
 	select {
 	case err := <-errc:
+		d.server.Stop()
 		return err
 	case <-ctx.Done():
 	}

@@ -49,6 +49,15 @@ func TestOptions(t *testing.T) {
 		{"odd block size", append(base, "--block-size", "100Ki"), "multiple of 64 KiB"},
 		{"ratio below 1", append(base, "--overprovision-ratio", "0.5"), "below 1"},
 		{"negative max volumes", append(base, "--max-volumes", "-1"), "negative"},
+		{"metrics on a port", append(base, "--metrics-address", ":9809"), ""},
+		{"metrics on loopback", append(base, "--metrics-address", "127.0.0.1:9809"), ""},
+		{"metrics on IPv6 loopback", append(base, "--metrics-address", "[::1]:9809"), ""},
+		{"metrics on a free port", append(base, "--metrics-address", "127.0.0.1:0"), ""},
+		{"metrics off", append(base, "--metrics-address", ""), ""},
+		{"metrics port without colon", append(base, "--metrics-address", "9809"), "--metrics-address \"9809\": use HOST:PORT"},
+		{"metrics port by name", append(base, "--metrics-address", ":http"), "with a port number"},
+		{"metrics port too large", append(base, "--metrics-address", ":65536"), "with a port number"},
+		{"metrics URL", append(base, "--metrics-address", "http://0.0.0.0:9809/metrics"), "use HOST:PORT"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package driver
 import (
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -29,6 +30,8 @@ type Options struct {
 	ErrorIfNoSpace     bool
 
 	MaxVolumes int64
+
+	MetricsAddress string // host:port for /metrics; empty: no metrics server
 }
 
 // DefaultOptions are the settings before flags.
@@ -61,6 +64,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.MetadataReserve, "metadata-reserve-percent", o.MetadataReserve, "refuse new volumes while free metadata space is below this percentage")
 	fs.BoolVar(&o.ErrorIfNoSpace, "error-if-no-space", o.ErrorIfNoSpace, "fail writes at once when the pool is full instead of queueing them until it grows")
 	fs.Int64Var(&o.MaxVolumes, "max-volumes", o.MaxVolumes, "most volumes the scheduler may place on this node; 0: no limit")
+	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "serve Prometheus metrics on /metrics at this host:port (e.g. :9809); empty: no metrics server")
 }
 
 // Validate checks the options, with messages that name the flag and say
@@ -80,6 +84,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxVolumes < 0 {
 		return fmt.Errorf("--max-volumes %d is negative", o.MaxVolumes)
+	}
+	if err := validMetricsAddress(o.MetricsAddress); err != nil {
+		return err
 	}
 	if err := o.engineConfig().Validate(); err != nil {
 		return fmt.Errorf("pool settings: %w", err)
@@ -112,6 +119,22 @@ func socketPath(endpoint string) (string, error) {
 		return "", fmt.Errorf("--endpoint %q: the socket path must be absolute, as in unix:///csi/csi.sock", endpoint)
 	}
 	return p, nil
+}
+
+// validMetricsAddress checks a --metrics-address: empty, or HOST:PORT with
+// a port number (0 picks a free port, which the log names).
+func validMetricsAddress(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("--metrics-address %q: use HOST:PORT or :PORT with a port number, as in :9809 or 127.0.0.1:9809", addr)
+	}
+	return nil
 }
 
 // ByteSize is a size flag: bytes, or a number with a binary (Ki, Mi, Gi,
