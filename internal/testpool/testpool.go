@@ -1,9 +1,11 @@
 // Package testpool tears down what real-kernel tests of the engine and the
-// driver leave: a thin pool, its volumes and its loop devices.
+// driver, and the demo, leave: a thin pool, its volumes and its loop
+// devices.
 package testpool
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,32 +14,40 @@ import (
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 )
 
-// RemovePool tears down a thin pool a test made: every dm device whose
-// name starts with the pool's name (its volumes) and the pool itself, then
-// the loop devices over the files in stateDir. It is safe to call when
-// some or all of it is already gone.
+// RemovePool tears down a thin pool a test made (see Remove), failing the
+// test on what it cannot remove.
 func RemovePool(t testing.TB, pool, stateDir string) {
 	t.Helper()
+	if err := Remove(pool, stateDir); err != nil {
+		t.Errorf("remove pool %s: %v", pool, err)
+	}
+}
+
+// Remove tears down a thin pool: every dm device whose name starts with
+// the pool's name (its volumes) and the pool itself, then the loop devices
+// over the files in stateDir, then stateDir. It is safe to call when some
+// or all of it is already gone, and carries on past a failure, returning
+// every one.
+func Remove(pool, stateDir string) error {
 	ctl, err := dm.Open()
 	if err != nil {
-		t.Errorf("remove pool %s: %v", pool, err)
-		return
+		return err
 	}
 	defer ctl.Close()
 	devs, err := ctl.List()
 	if err != nil {
-		t.Errorf("remove pool %s: %v", pool, err)
-		return
+		return err
 	}
+	var errs []error
 	for _, d := range devs {
 		if strings.HasPrefix(d.Name, pool+"-") {
 			if err := ctl.Remove(d.Name, dm.RemoveOptions{}); err != nil {
-				t.Errorf("remove volume device %s: %v", d.Name, err)
+				errs = append(errs, fmt.Errorf("remove volume device %s: %w", d.Name, err))
 			}
 		}
 	}
 	if err := ctl.Remove(pool, dm.RemoveOptions{}); err != nil && !errors.Is(err, dm.ErrNotFound) {
-		t.Errorf("remove pool %s: %v", pool, err)
+		errs = append(errs, fmt.Errorf("remove pool device %s: %w", pool, err))
 	}
 	files, _ := filepath.Glob(filepath.Join(stateDir, "*.img"))
 	for _, f := range files {
@@ -49,8 +59,9 @@ func RemovePool(t testing.TB, pool, stateDir string) {
 			err = l.Detach()
 		}
 		if err != nil {
-			t.Errorf("detach the loop device of %s: %v", f, err)
+			errs = append(errs, fmt.Errorf("detach the loop device of %s: %w", f, err))
 		}
 	}
 	_ = os.RemoveAll(stateDir)
+	return errors.Join(errs...)
 }

@@ -29,6 +29,7 @@ type driverProc struct {
 	dir      string
 	pool     string
 	endpoint string
+	args     []string // more flags
 	cmd      *exec.Cmd
 	conn     *grpc.ClientConn
 	ctrl     csi.ControllerClient
@@ -38,15 +39,16 @@ type driverProc struct {
 }
 
 // startDriver runs the csi-thin binary named by $CSI_THIN_BINARY (make
-// test-kernel builds it) on a fresh loopback pool.
-func startDriver(t *testing.T, pool string) *driverProc {
+// test-kernel builds it) on a fresh loopback pool, with more flags if
+// given.
+func startDriver(t *testing.T, pool string, args ...string) *driverProc {
 	kerneltest.Require(t)
 	bin := os.Getenv("CSI_THIN_BINARY")
 	if bin == "" {
 		t.Skip("needs the csi-thin binary in $CSI_THIN_BINARY: run `make test-kernel`")
 	}
 	dir := t.TempDir()
-	d := &driverProc{t: t, bin: bin, dir: dir, pool: pool, endpoint: "unix://" + filepath.Join(dir, "csi.sock")}
+	d := &driverProc{t: t, bin: bin, dir: dir, pool: pool, endpoint: "unix://" + filepath.Join(dir, "csi.sock"), args: args}
 	t.Cleanup(func() {
 		d.stop(syscall.SIGTERM)
 		testpool.RemovePool(t, pool, filepath.Join(dir, "state"))
@@ -63,8 +65,8 @@ func (d *driverProc) start() {
 		d.t.Fatal(err)
 	}
 	defer log.Close()
-	d.cmd = exec.Command(d.bin, "--endpoint", d.endpoint, "--node-id", "flow-node",
-		"--state-dir", filepath.Join(d.dir, "state"), "--pool-size", "3Gi", "--pool-name", d.pool, "-v=2")
+	d.cmd = exec.Command(d.bin, append([]string{"--endpoint", d.endpoint, "--node-id", "flow-node",
+		"--state-dir", filepath.Join(d.dir, "state"), "--pool-size", "3Gi", "--pool-name", d.pool, "-v=2"}, d.args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = log, log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
