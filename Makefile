@@ -43,3 +43,14 @@ deps-kernel: ## install the kernel harness's packages (Debian or Ubuntu, as root
 
 clean: ## remove build output
 	rm -rf $(BIN)
+
+.PHONY: demo
+demo: ## walk a volume through create, stage, publish, write, snapshot, restore and read-back on a loopback pool (in the kernel harness without dm-thin here)
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/csi-thin ./cmd/csi-thin
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/csi-thin-demo ./test/demo
+	@if [ -e /dev/mapper/control ] && [ "$$(id -u)" = 0 ]; then \
+		$(BIN)/csi-thin-demo --binary $(BIN)/csi-thin; \
+	else \
+		echo "This kernel has no device-mapper, or we are not root: running the demo inside the kernel harness (test/kernel/run)."; \
+		test/kernel/run -- $(BIN)/csi-thin-demo --binary $(BIN)/csi-thin; \
+	fi
