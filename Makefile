@@ -39,7 +39,7 @@ fmt: ## format the code
 deps-kernel: ## install the kernel harness's packages (Debian or Ubuntu, as root)
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		user-mode-linux kmod e2fsprogs xfsprogs thin-provisioning-tools util-linux
+		user-mode-linux kmod e2fsprogs xfsprogs thin-provisioning-tools util-linux iproute2
 
 clean: ## remove build output
 	rm -rf $(BIN)
