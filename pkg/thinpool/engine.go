@@ -58,16 +58,19 @@ func (e *Engine) start() error {
 	}
 	if err := e.Health(); err != nil {
 		// Recovery changes the pool; an unhealthy pool is left alone and
-		// every change refused until it is repaired.
+		// every change refused until it is repaired. Its records are
+		// still shown as the pool's transaction id has them, so that the
+		// last change the pool completed is not hidden meanwhile.
 		e.dirty = true
-		return nil
-	}
-	if err := e.recoverLocked(); err != nil {
+		if st, err := e.k.PoolStatus(e.pool); err == nil && !st.Fail && !st.Error {
+			e.committed.Store(st.TransactionID)
+		}
+	} else if err := e.recoverLocked(); err != nil {
 		return err
 	}
 	var total uint64
 	err := e.store.scan("", "", func(v *Volume) bool {
-		if v.settled(e.committed.Load()) != nil {
+		if s := v.settled(e.committed.Load()); s != nil && s.State == stateReady {
 			total += v.SizeBytes
 		}
 		return true
