@@ -222,7 +222,8 @@ func (e *Engine) Delete(id string) error {
 // Expand grows a volume to at least sizeBytes (rounded up to the block
 // size) and returns it. An active volume's device grows at once; its
 // filesystem is the caller's. Asking for less than the volume has changes
-// nothing.
+// nothing, except that an active device smaller than the record, left by
+// a crash mid-expand, grows to it.
 func (e *Engine) Expand(id string, sizeBytes uint64) (*Volume, error) {
 	defer e.locks.lock(lockID(id))()
 	v, err := e.Get(id)
@@ -237,6 +238,12 @@ func (e *Engine) Expand(id string, sizeBytes uint64) (*Volume, error) {
 		return nil, err
 	}
 	if size <= v.SizeBytes {
+		// Nothing to record, but an expand that a crash cut short between
+		// its record and the device left an active device smaller than
+		// the record: the retry finishes it.
+		if err := e.resizeIfActive(v); err != nil {
+			return nil, err
+		}
 		return v, nil
 	}
 	grown := *v
@@ -245,7 +252,10 @@ func (e *Engine) Expand(id string, sizeBytes uint64) (*Volume, error) {
 	// not journaled: the record is written first, and activation and
 	// Activate of an active device follow the record.
 	e.poolMu.Lock()
-	err = e.checkCapacityLocked(size - v.SizeBytes)
+	err = e.usableLocked() // an unhealthy pool takes no changes
+	if err == nil {
+		err = e.checkCapacityLocked(size - v.SizeBytes)
+	}
 	if err == nil {
 		err = e.store.put(e.committed.Load(), &grown)
 	}
