@@ -5,7 +5,7 @@ BIN       := bin
 PKGS      := ./...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: help build check test test-unit test-kernel fuzz lint fmt clean deps-kernel
+.PHONY: help build check test test-unit test-kernel fuzz lint fmt clean setup deps-kernel
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,10 +36,14 @@ lint: ## gofmt, go vet and staticcheck
 fmt: ## format the code
 	gofmt -w $$(git ls-files '*.go')
 
-deps-kernel: ## install the kernel harness's packages (Debian or Ubuntu, as root)
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+setup: ## install the kernel harness's packages (Debian or Ubuntu; sudo unless root)
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		user-mode-linux kmod e2fsprogs xfsprogs thin-provisioning-tools util-linux iproute2
+
+deps-kernel: setup ## the same as setup
 
 clean: ## remove build output
 	rm -rf $(BIN)
@@ -54,3 +58,51 @@ demo: ## walk a volume through create, stage, publish, write, snapshot, restore 
 		echo "This kernel has no device-mapper, or we are not root: running the demo inside the kernel harness (test/kernel/run)."; \
 		test/kernel/run -- $(BIN)/csi-thin-demo --binary $(BIN)/csi-thin; \
 	fi
+
+# The Helm chart, its manifests and the image. Helm is pinned and built from
+# source into bin/ with go install.
+HELM_VERSION := v4.3.1
+HELM         := $(BIN)/helm
+CHART        := deploy/helm/csi-thin
+MANIFESTS    := deploy/kubernetes/csi-thin.yaml
+IMAGE        ?= ghcr.io/csi-thin/csi-thin
+IMAGE_TAG    ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' $(CHART)/Chart.yaml)
+
+.PHONY: helm chart lint-chart test-chart manifests image
+
+# The chart checks are part of test and lint.
+test: test-chart
+lint: lint-chart
+
+$(BIN)/helm-$(HELM_VERSION):
+	@mkdir -p $(BIN)/.helm-$(HELM_VERSION)
+	GOBIN=$(abspath $(BIN))/.helm-$(HELM_VERSION) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(BIN)/.helm-$(HELM_VERSION)/helm $@
+	rmdir $(BIN)/.helm-$(HELM_VERSION)
+
+$(HELM): $(BIN)/helm-$(HELM_VERSION)
+	ln -sfn helm-$(HELM_VERSION) $@
+
+helm: $(HELM) ## install the pinned helm into bin/ (go install)
+
+lint-chart: $(HELM) ## helm lint --strict of the chart, with its default and its test values
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --values deploy/testdata/values-full.yaml
+	$(HELM) lint --strict $(CHART) --values deploy/testdata/values-minimal.yaml
+
+test-chart: $(HELM) ## chart checks: lint, template, strict decoding, flags, RBAC, manifests drift
+	HELM=$(abspath $(HELM)) $(GO) test -count=1 ./deploy/...
+
+chart: lint-chart ## package the chart into bin/
+	$(HELM) package $(CHART) --destination $(BIN)
+
+manifests: $(HELM) ## render deploy/kubernetes/ from the chart for kubectl apply
+	$(HELM) template csi-thin $(CHART) --namespace csi-thin --set namespace.create=true > $(MANIFESTS).tmp
+	mv $(MANIFESTS).tmp $(MANIFESTS)
+
+image: ## build the container image with docker (IMAGE, IMAGE_TAG: default the chart's appVersion)
+	@command -v docker >/dev/null 2>&1 || { \
+		echo "make image: docker is not installed; install Docker (or a docker-compatible CLI) to build the image from the Dockerfile"; exit 1; }
+	@docker info >/dev/null 2>&1 || { \
+		echo "make image: the docker CLI cannot reach a Docker engine (docker info failed); start one, or set DOCKER_HOST"; exit 1; }
+	docker build --build-arg VERSION=$(IMAGE_TAG) --tag $(IMAGE):$(IMAGE_TAG) .
