@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -64,4 +66,35 @@ func Remove(pool, stateDir string) error {
 	}
 	_ = os.RemoveAll(stateDir)
 	return errors.Join(errs...)
+}
+
+// ThinIDs returns the thin device ids in a live pool's metadata, as
+// thin_ls (thin-provisioning-tools) reads them from a metadata snapshot
+// reserved for the purpose: an independent view of the pool, not the
+// engine's.
+func ThinIDs(pool, metadataDev string) (map[uint32]bool, error) {
+	ctl, err := dm.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer ctl.Close()
+	if err := ctl.ReserveMetadataSnap(pool); err != nil {
+		return nil, err
+	}
+	out, err := exec.Command("thin_ls", "--metadata-snap", "--no-headers", "-o", "DEV", metadataDev).CombinedOutput()
+	if relErr := ctl.ReleaseMetadataSnap(pool); relErr != nil && err == nil {
+		err = relErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("thin_ls %s: %w: %s", metadataDev, err, out)
+	}
+	ids := map[uint32]bool{}
+	for _, f := range strings.Fields(string(out)) {
+		id, err := strconv.ParseUint(f, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("thin_ls printed %q, not a device id", f)
+		}
+		ids[uint32(id)] = true
+	}
+	return ids, nil
 }
