@@ -6,7 +6,8 @@
 #
 # Environment:
 #   KERNEL_TEST_RUN    only tests matching this regexp (go test -run)
-#   KERNEL_TEST_BENCH  benchmarks matching this regexp (default: all; "none" skips them)
+#   KERNEL_TEST_BENCH  benchmarks matching this regexp (default: all, or none
+#                      when KERNEL_TEST_RUN picks tests; "none" skips them)
 #   KERNEL_TEST_RACE   1 to build with the race detector. Off by default: its
 #                      runtime maps memory at 0x200000000000, above what a
 #                      User-Mode Linux process can address, and fails to start
@@ -59,7 +60,9 @@ done < "$list"
 exit $status
 GUEST
 chmod +x "$out/guest.sh"
-if [ "${KERNEL_TEST_BENCH:-}" = none ]; then export KERNEL_TEST_BENCH='^$'; fi
+if [ "${KERNEL_TEST_BENCH:-}" = none ] || { [ -n "${KERNEL_TEST_RUN:-}" ] && [ -z "${KERNEL_TEST_BENCH:-}" ]; }; then
+  export KERNEL_TEST_BENCH='^$'
+fi
 
 set +e
 test/kernel/run -b "$out/ubd-data.img" -b "$out/ubd-meta.img" -- "$out/guest.sh" "$out/list" "$top" | tee "$out/log"
