@@ -102,14 +102,22 @@ const (
 	metadataBlockBytes = 4096
 	minMetadataBytes   = 2 << 20
 	maxMetadataBytes   = 255 * (1 << 14) * metadataBlockBytes
+
+	// thinDeviceRoom is how many volumes and snapshots a loopback pool's
+	// metadata has room for beyond its data mappings, however small the
+	// pool.
+	thinDeviceRoom = 16384
 )
 
-// metadataSize is the metadata a pool of dataBytes in blocks of blockBytes
-// wants: the kernel's rule of about 48 bytes a block, doubled for the
-// mappings snapshots share and split, plus 4 MiB, within the kernel's
-// limits, in whole MiB.
+// metadataSize is the metadata a loopback pool of dataBytes in blocks of
+// blockBytes wants: the kernel's rule of about 48 bytes a block, doubled
+// for the mappings snapshots share and split, plus 4 MiB, plus room for
+// thinDeviceRoom thin devices at 8 KiB each, twice what an empty volume's
+// own metadata measured (2,000 volumes added about 8 MiB), within the
+// kernel's limits, in whole MiB. The file is sparse: the room costs
+// nothing until volumes use it.
 func metadataSize(dataBytes, blockBytes uint64) uint64 {
-	n := 2*48*(dataBytes/blockBytes) + 4<<20
+	n := 2*48*(dataBytes/blockBytes) + 4<<20 + thinDeviceRoom*2*metadataBlockBytes
 	n = (n + 1<<20 - 1) &^ (1<<20 - 1)
 	return min(max(n, minMetadataBytes), maxMetadataBytes)
 }

@@ -497,7 +497,8 @@ func ekIs(t testing.TB, what string, err, want error) {
 
 // A loopback pool is made on first Open: sparse files in the state
 // directory, the metadata file sized by the rule of config.go
-// (2 × 48 bytes a data block + 4 MiB, in whole MiB), the data file
+// (2 × 48 bytes a data block + 4 MiB + 128 MiB of room for thin
+// devices, in whole MiB), the data file
 // rounded down to whole blocks, and the pool the kernel activates has
 // exactly those sizes.
 func TestEngineLoopPoolFiles(t *testing.T) {
@@ -506,11 +507,11 @@ func TestEngineLoopPoolFiles(t *testing.T) {
 		poolBytes, block uint64
 		data, metadata   uint64
 	}{
-		{"64MiB", 64 * ekMiB, 0, 64 * ekMiB, 5 * ekMiB},                          // 1024 blocks: 96 KiB + 4 MiB
-		{"1GiB", 1 * ekGiB, 0, 1 * ekGiB, 6 * ekMiB},                             // 16384 blocks: 1.5 MiB + 4 MiB
-		{"1GiB-blocks-1MiB", 1 * ekGiB, 1 * ekMiB, 1 * ekGiB, 5 * ekMiB},         // 1024 blocks
-		{"odd-size", 100*ekMiB + 100*ekKiB, 256 * ekKiB, 100 * ekMiB, 5 * ekMiB}, // rounded down to 400 blocks
-		{"64GiB", 64 * ekGiB, 0, 64 * ekGiB, 100 * ekMiB},                        // 2^20 blocks: 96 MiB + 4 MiB
+		{"64MiB", 64 * ekMiB, 0, 64 * ekMiB, 133 * ekMiB},                          // 1024 blocks: 96 KiB + 4 MiB + 128 MiB
+		{"1GiB", 1 * ekGiB, 0, 1 * ekGiB, 134 * ekMiB},                             // 16384 blocks: 1.5 MiB + 4 MiB + 128 MiB
+		{"1GiB-blocks-1MiB", 1 * ekGiB, 1 * ekMiB, 1 * ekGiB, 133 * ekMiB},         // 1024 blocks
+		{"odd-size", 100*ekMiB + 100*ekKiB, 256 * ekKiB, 100 * ekMiB, 133 * ekMiB}, // rounded down to 400 blocks
+		{"64GiB", 64 * ekGiB, 0, 64 * ekGiB, 228 * ekMiB},                          // 2^20 blocks: 96 MiB + 4 MiB + 128 MiB
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := ekLoopConfig(t, tc.poolBytes)
@@ -1108,11 +1109,11 @@ func TestEngineGrow(t *testing.T) {
 		}
 		n := w.done()
 		w.waitFor(t, n+10) // the mounted volume kept taking writes
-		ekCheckPoolSize(t, ctl, e, cfg, 1*ekGiB, 6*ekMiB)
+		ekCheckPoolSize(t, ctl, e, cfg, 1*ekGiB, 134*ekMiB)
 		if err := e.Grow(512 * ekMiB); err != nil {
 			t.Fatalf("grow to less than the pool has: %v", err)
 		}
-		ekCheckPoolSize(t, ctl, e, cfg, 1*ekGiB, 6*ekMiB)
+		ekCheckPoolSize(t, ctl, e, cfg, 1*ekGiB, 134*ekMiB)
 
 		total, err := w.halt()
 		if err != nil {
@@ -1124,11 +1125,11 @@ func TestEngineGrow(t *testing.T) {
 
 		cfg.PoolSizeBytes = 2 * ekGiB
 		e = ekOpen(t, cfg)
-		ekCheckPoolSize(t, ctl, e, cfg, 2*ekGiB, 7*ekMiB)
+		ekCheckPoolSize(t, ctl, e, cfg, 2*ekGiB, 135*ekMiB)
 		ekClose(t, e)
 		cfg.PoolSizeBytes = 64 * ekMiB
 		e = ekOpen(t, cfg)
-		ekCheckPoolSize(t, ctl, e, cfg, 2*ekGiB, 7*ekMiB)
+		ekCheckPoolSize(t, ctl, e, cfg, 2*ekGiB, 135*ekMiB)
 
 		dir = ekMount(t, ekActivate(t, e, v), unix.MS_RDONLY)
 		ekCheckFiles(t, dir, total)

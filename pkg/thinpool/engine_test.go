@@ -723,11 +723,11 @@ func TestMetadataSize(t *testing.T) {
 	cases := []struct {
 		data, block, want uint64
 	}{
-		{64 * mib, 64 * kib, 5 * mib},         // 96 KiB of mappings + 4 MiB, in whole MiB
-		{100 * gib, 64 * kib, 154 * mib},      // 1,638,400 blocks × 96 B + 4 MiB
-		{100 * gib, mib, 14 * mib},            // bigger blocks, less metadata
+		{64 * mib, 64 * kib, 133 * mib},       // 96 KiB of mappings + 4 MiB + 128 MiB for 16,384 devices, in whole MiB
+		{100 * gib, 64 * kib, 282 * mib},      // 1,638,400 blocks × 96 B + 4 MiB + 128 MiB
+		{100 * gib, mib, 142 * mib},           // bigger blocks, fewer mappings
 		{1 << 50, 64 * kib, maxMetadataBytes}, // capped at the kernel's limit
-		{0, 64 * kib, 4 * mib},                // never below the floor
+		{0, 64 * kib, 132 * mib},              // room for devices even with no data
 	}
 	for _, c := range cases {
 		if got := metadataSize(c.data, c.block); got != c.want {
