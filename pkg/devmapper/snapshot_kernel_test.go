@@ -3,91 +3,25 @@ package devmapper_test
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/csi-thin/csi-thin/internal/kerneltest"
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 )
 
-// writer keeps writing numbered files into a mounted filesystem, each
-// fsynced before the count of finished files moves on.
-type writer struct {
-	dir  string
-	done atomic.Int64
-	stop chan struct{}
-	wg   sync.WaitGroup
-	err  error
-}
-
-func startWriter(dir string) *writer {
-	w := &writer{dir: dir, stop: make(chan struct{})}
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-w.stop:
-				return
-			default:
-			}
-			if err := writeSynced(w.file(i), fileContent(i)); err != nil {
-				w.err = err
-				return
-			}
-			w.done.Store(int64(i + 1))
-		}
-	}()
-	return w
-}
-
-func (w *writer) file(i int) string { return filepath.Join(w.dir, fmt.Sprintf("f%05d", i)) }
-
 // halt stops the writer and returns how many files it finished.
-func (w *writer) halt(t testing.TB) int {
+func halt(t testing.TB, w *kerneltest.FileWriter) int {
 	t.Helper()
-	close(w.stop)
-	w.wg.Wait()
-	if w.err != nil {
-		t.Fatalf("writer: %v", w.err)
-	}
-	return int(w.done.Load())
-}
-
-// waitFor blocks until the writer has finished n files.
-func (w *writer) waitFor(t testing.TB, n int) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for int(w.done.Load()) < n {
-		if w.err != nil || time.Now().After(deadline) {
-			t.Fatalf("writer finished %d of %d files: %v", w.done.Load(), n, w.err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func fileContent(i int) []byte { return fill(byte(i), 24<<10+i) }
-
-func writeSynced(path string, b []byte) error {
-	f, err := os.Create(path)
+	n, err := w.Halt()
 	if err != nil {
-		return err
+		t.Fatalf("writer: %v", err)
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return n
 }
 
 // snapshotActive takes a consistent snapshot of an active origin: suspend
@@ -115,27 +49,22 @@ func TestSnapshotOfMountedDeviceUnderWrites(t *testing.T) {
 		const size = 256 << 20
 		name, node := p.thin(t, 1, size/sectorSize)
 		dir := mkfsMount(t, node)
-		w := startWriter(dir)
-		w.waitFor(t, 20)
+		w := kerneltest.StartFileWriter(t, dir)
+		w.WaitFor(t, 20)
 
-		before := int(w.done.Load())
+		before := w.Done()
 		snapshotActive(t, p, name, 2, 1)
-		after := int(w.done.Load())
-		w.waitFor(t, after+20) // the origin keeps taking writes after the snapshot
-		total := w.halt(t)
+		after := w.Done()
+		w.WaitFor(t, after+20) // the origin keeps taking writes after the snapshot
+		total := halt(t, w)
 		unmount(t, dir)
 
 		_, snapNode := p.activate(t, 2, size/sectorSize, "")
 		snapDir := mount(t, snapNode, unix.MS_RDONLY, "")
 		defer unmount(t, snapDir)
-		for i := 0; i < before; i++ {
-			got, err := os.ReadFile(filepath.Join(snapDir, fmt.Sprintf("f%05d", i)))
-			if err != nil || !bytes.Equal(got, fileContent(i)) {
-				t.Fatalf("file %d, finished before the snapshot, does not read back from it (%v)", i, err)
-			}
-		}
+		kerneltest.CheckFiles(t, snapDir, before)
 		for i := after + 1; i < total; i++ {
-			if _, err := os.Stat(filepath.Join(snapDir, fmt.Sprintf("f%05d", i))); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(kerneltest.FileName(snapDir, i)); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("file %d, started after the snapshot, is in it (%v)", i, err)
 			}
 		}
@@ -169,8 +98,8 @@ func TestGrowLoopPoolWhileMounted(t *testing.T) {
 	p := newLoopPool(t, small)
 	name, node := p.thin(t, 1, 2*large/sectorSize) // overprovisioned
 	dir := mkfsMount(t, node)
-	w := startWriter(dir)
-	w.waitFor(t, 10)
+	w := kerneltest.StartFileWriter(t, dir)
+	w.WaitFor(t, 10)
 
 	if err := os.Truncate(p.dataFile, large); err != nil {
 		t.Fatal(err)
@@ -184,9 +113,9 @@ func TestGrowLoopPoolWhileMounted(t *testing.T) {
 	if err := p.ctl.ReloadPool(p.name, p.table, large/sectorSize); err != nil {
 		t.Fatalf("reload pool: %v", err)
 	}
-	n := int(w.done.Load())
-	w.waitFor(t, n+20) // the mounted device kept working across the reload
-	total := w.halt(t)
+	n := w.Done()
+	w.WaitFor(t, n+20) // the mounted device kept working across the reload
+	total := halt(t, w)
 
 	st := p.status(t)
 	if st.DataTotal != large/(blockSectors*sectorSize) {
@@ -198,11 +127,7 @@ func TestGrowLoopPoolWhileMounted(t *testing.T) {
 	unmount(t, dir)
 	dir = mount(t, node, unix.MS_RDONLY, "")
 	defer unmount(t, dir)
-	for i := 0; i < total; i++ {
-		if got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("f%05d", i))); err != nil || !bytes.Equal(got, fileContent(i)) {
-			t.Fatalf("file %d lost across the growth: %v", i, err)
-		}
-	}
+	kerneltest.CheckFiles(t, dir, total)
 	// A smaller table than the data the pool has is refused, and the
 	// pool keeps its size.
 	if err := p.ctl.ReloadPool(p.name, p.table, small/sectorSize); err == nil {

@@ -22,7 +22,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -252,18 +251,7 @@ func ekDelete(t testing.TB, e *thinpool.Engine, v *thinpool.Volume) {
 
 // ekPattern is n bytes that differ for every seed and (8-byte aligned)
 // offset, made a word at a time: byte loops are slow under User-Mode Linux.
-func ekPattern(seed byte, n int) []byte {
-	b := make([]byte, n)
-	x := (uint64(seed) + 1) * 0x9E3779B97F4A7C15
-	i := 0
-	for ; i+8 <= n; i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], x^uint64(i))
-	}
-	for ; i < n; i++ {
-		b[i] = byte(x) ^ byte(i)
-	}
-	return b
-}
+func ekPattern(seed byte, n int) []byte { return kerneltest.Pattern(seed, n) }
 
 func ekWriteDevice(t testing.TB, path string, off int64, b []byte) {
 	t.Helper()
@@ -366,123 +354,6 @@ func ekUnmount(t testing.TB, dir string) {
 	t.Helper()
 	if err := unix.Unmount(dir, 0); err != nil {
 		t.Fatalf("unmount %s: %v", dir, err)
-	}
-}
-
-// ekWriter keeps writing numbered files into a mounted filesystem, each
-// fsynced before the count of finished files moves on. waitFor blocks on a
-// condition variable, not a sleep.
-type ekWriter struct {
-	dir      string
-	mu       sync.Mutex
-	cond     *sync.Cond
-	finished int
-	err      error
-	exited   bool
-	stop     chan struct{}
-	stopOnce sync.Once
-	gone     chan struct{}
-}
-
-func ekStartWriter(t testing.TB, dir string) *ekWriter {
-	w := &ekWriter{dir: dir, stop: make(chan struct{}), gone: make(chan struct{})}
-	w.cond = sync.NewCond(&w.mu)
-	go w.run()
-	t.Cleanup(func() { w.halt() })
-	return w
-}
-
-func (w *ekWriter) run() {
-	defer func() {
-		w.mu.Lock()
-		w.exited = true
-		w.cond.Broadcast()
-		w.mu.Unlock()
-		close(w.gone)
-	}()
-	for i := 0; ; i++ {
-		select {
-		case <-w.stop:
-			return
-		default:
-		}
-		err := ekWriteSynced(ekFileName(w.dir, i), ekFileContent(i))
-		w.mu.Lock()
-		if err != nil {
-			w.err = err
-		} else {
-			w.finished = i + 1
-		}
-		w.cond.Broadcast()
-		w.mu.Unlock()
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (w *ekWriter) done() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.finished
-}
-
-// waitFor blocks until the writer has finished n files; it fails the test
-// if the writer fails, or has not got there in two minutes.
-func (w *ekWriter) waitFor(t testing.TB, n int) {
-	t.Helper()
-	late := false
-	timer := time.AfterFunc(2*time.Minute, func() {
-		w.mu.Lock()
-		late = true
-		w.cond.Broadcast()
-		w.mu.Unlock()
-	})
-	defer timer.Stop()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for w.finished < n && !w.exited && !late {
-		w.cond.Wait()
-	}
-	if w.finished < n {
-		t.Fatalf("the writer finished %d of %d files (error %v, timed out %v)", w.finished, n, w.err, late)
-	}
-}
-
-// halt stops the writer and returns how many files it finished.
-func (w *ekWriter) halt() (int, error) {
-	w.stopOnce.Do(func() { close(w.stop) })
-	<-w.gone
-	return w.finished, w.err
-}
-
-func ekFileName(dir string, i int) string { return filepath.Join(dir, fmt.Sprintf("f%05d", i)) }
-
-func ekFileContent(i int) []byte { return ekPattern(byte(i), 24*ekKiB+i) }
-
-func ekWriteSynced(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// ekCheckFiles checks that files [0, n) read back in dir as written.
-func ekCheckFiles(t testing.TB, dir string, n int) {
-	t.Helper()
-	for i := 0; i < n; i++ {
-		if got, err := os.ReadFile(ekFileName(dir, i)); err != nil || !bytes.Equal(got, ekFileContent(i)) {
-			t.Fatalf("file %d of %d does not read back as written (%v)", i, n, err)
-		}
 	}
 }
 
@@ -1101,21 +972,21 @@ func TestEngineGrow(t *testing.T) {
 		v := ekCreate(t, e, "v", 256*ekMiB)
 		node := ekActivate(t, e, v)
 		dir := ekMkfsMount(t, node)
-		w := ekStartWriter(t, dir)
-		w.waitFor(t, 10)
+		w := kerneltest.StartFileWriter(t, dir)
+		w.WaitFor(t, 10)
 
 		if err := e.Grow(1 * ekGiB); err != nil {
 			t.Fatalf("grow to 1 GiB: %v", err)
 		}
-		n := w.done()
-		w.waitFor(t, n+10) // the mounted volume kept taking writes
+		n := w.Done()
+		w.WaitFor(t, n+10) // the mounted volume kept taking writes
 		ekCheckPoolSize(t, ctl, e, cfg, 1*ekGiB, 134*ekMiB)
 		if err := e.Grow(512 * ekMiB); err != nil {
 			t.Fatalf("grow to less than the pool has: %v", err)
 		}
 		ekCheckPoolSize(t, ctl, e, cfg, 1*ekGiB, 134*ekMiB)
 
-		total, err := w.halt()
+		total, err := w.Halt()
 		if err != nil {
 			t.Fatalf("writer: %v", err)
 		}
@@ -1132,7 +1003,7 @@ func TestEngineGrow(t *testing.T) {
 		ekCheckPoolSize(t, ctl, e, cfg, 2*ekGiB, 135*ekMiB)
 
 		dir = ekMount(t, ekActivate(t, e, v), unix.MS_RDONLY)
-		ekCheckFiles(t, dir, total)
+		kerneltest.CheckFiles(t, dir, total)
 		t.Logf("%d files written across the growth read back", total)
 	})
 	t.Run("block", func(t *testing.T) {
@@ -1260,14 +1131,14 @@ func TestEngineSnapshotUnderWrites(t *testing.T) {
 		e := ekOpen(t, cfg)
 		v := ekCreate(t, e, "busy", 64*ekMiB)
 		dir := ekMkfsMount(t, ekActivate(t, e, v))
-		w := ekStartWriter(t, dir)
-		w.waitFor(t, 20)
+		w := kerneltest.StartFileWriter(t, dir)
+		w.WaitFor(t, 20)
 
-		before := w.done()
+		before := w.Done()
 		s := ekSnapshot(t, e, "busy-snap", v.ID)
-		after := w.done()
-		w.waitFor(t, after+20)
-		total, err := w.halt()
+		after := w.Done()
+		w.WaitFor(t, after+20)
+		total, err := w.Halt()
 		if err != nil {
 			t.Fatalf("writer: %v", err)
 		}
@@ -1277,9 +1148,9 @@ func TestEngineSnapshotUnderWrites(t *testing.T) {
 		_, err = e.Activate(s.ID, false)
 		ekIs(t, "activate a snapshot writable", err, thinpool.ErrInvalidArgument)
 		snapDir := ekMount(t, ekActivate(t, e, s), unix.MS_RDONLY)
-		ekCheckFiles(t, snapDir, before)
+		kerneltest.CheckFiles(t, snapDir, before)
 		for i := after + 1; i < total; i++ {
-			if _, err := os.Stat(ekFileName(snapDir, i)); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(kerneltest.FileName(snapDir, i)); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("file %d, started after the snapshot, is in it (%v)", i, err)
 			}
 		}
@@ -1300,7 +1171,7 @@ func TestEngineExpand(t *testing.T) {
 		v := ekCreate(t, e, "active", 32*ekMiB)
 		node := ekActivate(t, e, v)
 		dir := ekMkfsMount(t, node)
-		if err := ekWriteSynced(filepath.Join(dir, "kept"), ekPattern(21, 100*ekKiB)); err != nil {
+		if err := kerneltest.WriteSynced(filepath.Join(dir, "kept"), ekPattern(21, 100*ekKiB)); err != nil {
 			t.Fatal(err)
 		}
 
