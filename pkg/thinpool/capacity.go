@@ -1,6 +1,10 @@
 package thinpool
 
-import "fmt"
+import (
+	"fmt"
+
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
+)
 
 // Capacity is the pool's space, physical and promised.
 type Capacity struct {
@@ -20,15 +24,15 @@ type Capacity struct {
 func (e *Engine) Capacity() (Capacity, error) {
 	e.poolMu.Lock()
 	defer e.poolMu.Unlock()
-	c, err := e.capacityLocked()
-	return c, err
-}
-
-func (e *Engine) capacityLocked() (Capacity, error) {
 	st, err := e.k.PoolStatus(e.pool)
 	if err != nil {
 		return Capacity{}, err
 	}
+	return e.capacityLocked(st), nil
+}
+
+// capacityLocked is the pool's space as a status read reports it.
+func (e *Engine) capacityLocked(st dm.PoolStatus) Capacity {
 	block := uint64(e.blockSectors) * sectorSize
 	c := Capacity{
 		DataBytes: st.DataTotal * block, DataUsedBytes: st.DataUsed * block,
@@ -39,7 +43,7 @@ func (e *Engine) capacityLocked() (Capacity, error) {
 	if c.BudgetBytes > c.PromisedBytes && e.reserveErr(c) == nil {
 		c.AvailableBytes = c.BudgetBytes - c.PromisedBytes
 	}
-	return c, nil
+	return c
 }
 
 // reserveErr says which reserve the pool's free space is below, if any.
@@ -57,11 +61,8 @@ func (e *Engine) reserveErr(c Capacity) error {
 
 // checkCapacityLocked refuses a new promise of size bytes that the pool
 // cannot keep.
-func (e *Engine) checkCapacityLocked(size uint64) error {
-	c, err := e.capacityLocked()
-	if err != nil {
-		return err
-	}
+func (e *Engine) checkCapacityLocked(st dm.PoolStatus, size uint64) error {
+	c := e.capacityLocked(st)
 	if err := e.reserveErr(c); err != nil {
 		return err
 	}

@@ -117,7 +117,11 @@ func (e *Engine) Close() error {
 // Health returns nil when the pool is safe to use, or an ErrUnhealthy that
 // says why and what to do.
 func (e *Engine) Health() error {
-	st, err := e.k.PoolStatus(e.pool)
+	return e.healthOf(e.k.PoolStatus(e.pool))
+}
+
+// healthOf judges a status read of the pool.
+func (e *Engine) healthOf(st dm.PoolStatus, err error) error {
 	if err != nil {
 		return fmt.Errorf("%w: cannot read the status of pool %s: %w", ErrUnhealthy, e.pool, err)
 	}

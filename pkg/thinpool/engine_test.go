@@ -135,12 +135,17 @@ func TestCreateCostsOneMessageOneTransactionOneCommit(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
 	for i := 0; i < 5; i++ {
-		before := e.store.commits.Load()
+		before, statusBefore := e.store.commits.Load(), fk.count("status")
 		if _, err := e.CreateVolume(CreateRequest{Name: fmt.Sprint(i), SizeBytes: mib}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.store.commits.Load() - before; n != 1 {
 			t.Fatalf("create %d made %d durable commits, want 1", i, n)
+		}
+		// A status read commits the pool's metadata: health and capacity
+		// share one.
+		if n := fk.count("status") - statusBefore; n != 1 {
+			t.Fatalf("create %d read the pool's status %d times, want 1", i, n)
 		}
 	}
 	if fk.count("create_thin") != 5 || fk.count("set_transaction_id") != 5 || fk.txid != 5 {

@@ -44,7 +44,7 @@ type change struct {
 	record *Volume // written with State creating or deleting
 	// check runs under the pool lock before anything is written: the
 	// capacity checks, so that concurrent creates cannot both pass.
-	check func() error
+	check func(dm.PoolStatus) error
 	// apply changes the pool. It returns an error only when the pool is
 	// unchanged; a failure after the change (an origin that would not
 	// resume) is returned as late, after the change is committed.
@@ -61,11 +61,12 @@ type change struct {
 func (e *Engine) journaled(c change) error {
 	e.poolMu.Lock()
 	defer e.poolMu.Unlock()
-	if err := e.usableLocked(); err != nil {
+	st, err := e.usableLocked()
+	if err != nil {
 		return err
 	}
 	if c.check != nil {
-		if err := c.check(); err != nil {
+		if err := c.check(st); err != nil {
 			return err
 		}
 	}
@@ -106,15 +107,18 @@ func (e *Engine) journaled(c change) error {
 }
 
 // usableLocked refuses changes to an unhealthy pool and finishes the
-// recovery a failed change left behind.
-func (e *Engine) usableLocked() error {
-	if err := e.Health(); err != nil {
-		return err
+// recovery a failed change left behind. It returns the pool's status, read
+// once for both the health and the capacity checks of a change (a status
+// read commits the pool's metadata).
+func (e *Engine) usableLocked() (dm.PoolStatus, error) {
+	st, err := e.k.PoolStatus(e.pool)
+	if err := e.healthOf(st, err); err != nil {
+		return st, err
 	}
 	if e.dirty {
-		return e.recoverLocked()
+		return st, e.recoverLocked()
 	}
-	return nil
+	return st, nil
 }
 
 // recoverLocked brings the records and the pool into agreement after a

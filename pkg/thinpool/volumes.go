@@ -96,7 +96,7 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 	c := change{
 		points: fpCreate,
 		record: v,
-		check:  func() error { return e.checkCapacityLocked(size) },
+		check:  func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, size) },
 		apply: func(v *Volume) (error, error) {
 			if src == nil {
 				return nil, e.k.CreateThin(e.pool, v.ThinID)
@@ -146,7 +146,7 @@ func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string)
 	err = e.journaled(change{
 		points: fpSnapshot,
 		record: v,
-		check:  func() error { return e.checkCapacityLocked(v.SizeBytes) },
+		check:  func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, v.SizeBytes) },
 		apply:  func(v *Volume) (error, error) { return e.snapshotThin(v.ThinID, src, fpSnapshotSuspended) },
 		done:   func(v *Volume) { e.promised += v.SizeBytes },
 	})
@@ -252,9 +252,9 @@ func (e *Engine) Expand(id string, sizeBytes uint64) (*Volume, error) {
 	// not journaled: the record is written first, and activation and
 	// Activate of an active device follow the record.
 	e.poolMu.Lock()
-	err = e.usableLocked() // an unhealthy pool takes no changes
+	st, err := e.usableLocked() // an unhealthy pool takes no changes
 	if err == nil {
-		err = e.checkCapacityLocked(size - v.SizeBytes)
+		err = e.checkCapacityLocked(st, size-v.SizeBytes)
 	}
 	if err == nil {
 		err = e.store.put(e.committed.Load(), &grown)
