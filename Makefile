@@ -41,7 +41,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: ## install the kernel harness's packages (Debian or Ubuntu; sudo unless root)
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		user-mode-linux kmod e2fsprogs xfsprogs thin-provisioning-tools util-linux iproute2
+		user-mode-linux kmod e2fsprogs xfsprogs thin-provisioning-tools util-linux iproute2 gcc libc6-dev
 
 deps-kernel: setup ## the same as setup
 
