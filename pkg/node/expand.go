@@ -77,14 +77,15 @@ func (s *Server) NodeExpandVolume(_ context.Context, req *csi.NodeExpandVolumeRe
 }
 
 // requiredBytes is the size a capacity range asks for; 0 when it asks for
-// none.
+// none. A range whose required_bytes exceed its limit_bytes can be met by
+// no size: OutOfRange, as the CSI spec has it.
 func requiredBytes(r *csi.CapacityRange) (uint64, error) {
 	req, limit := r.GetRequiredBytes(), r.GetLimitBytes()
 	switch {
 	case req < 0 || limit < 0:
 		return 0, status.Error(codes.InvalidArgument, "capacity_range bytes must not be negative")
 	case limit > 0 && req > limit:
-		return 0, status.Errorf(codes.InvalidArgument, "capacity_range required_bytes %d exceed limit_bytes %d", req, limit)
+		return 0, status.Errorf(codes.OutOfRange, "capacity_range required_bytes %d exceed limit_bytes %d: ask for at most the limit", req, limit)
 	}
 	return uint64(req), nil
 }

@@ -23,7 +23,7 @@ func TestRequiredBytes(t *testing.T) {
 		{"limit only", &csi.CapacityRange{LimitBytes: 2 << 30}, 0, codes.OK},
 		{"negative required", &csi.CapacityRange{RequiredBytes: -1}, 0, codes.InvalidArgument},
 		{"negative limit", &csi.CapacityRange{LimitBytes: -1}, 0, codes.InvalidArgument},
-		{"required above limit", &csi.CapacityRange{RequiredBytes: 3, LimitBytes: 2}, 0, codes.InvalidArgument},
+		{"required above limit", &csi.CapacityRange{RequiredBytes: 3, LimitBytes: 2}, 0, codes.OutOfRange},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -134,7 +134,7 @@ func TestRequestValidation(t *testing.T) {
 			_, err := s.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "v", VolumePath: "/t",
 				CapacityRange: &csi.CapacityRange{RequiredBytes: 2 << 30, LimitBytes: 1 << 30}})
 			return err
-		}, codes.InvalidArgument},
+		}, codes.OutOfRange},
 		{"expand: multi-node access mode", func() error {
 			_, err := s.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "v", VolumePath: "/t",
 				VolumeCapability: mountCap(mnmw, "")})
