@@ -3,6 +3,7 @@ package thinpool
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"k8s.io/klog/v2"
 
@@ -13,43 +14,98 @@ func (e *Engine) thinTable(v *Volume) dm.ThinTable {
 	return dm.ThinTable{PoolDev: e.poolDev.String(), DeviceID: v.ThinID}
 }
 
+// Activation is a volume's active device.
+type Activation struct {
+	Path string // the device node
+	// Activated is true when this call made the device active, false when
+	// it was active already: only the caller that activated a device
+	// should deactivate it when what it went on to do fails.
+	Activated bool
+}
+
 // Activate makes a volume (or, read-only, a snapshot) a block device on
 // this node and returns the device's path. Activating an active volume
 // returns its path again.
 func (e *Engine) Activate(id string, readOnly bool) (string, error) {
+	a, err := e.ActivateDevice(id, readOnly)
+	return a.Path, err
+}
+
+// ActivateDevice is Activate, and says whether the device was active
+// before. The mode is part of the device's state: an active device in the
+// other mode is reloaded in the mode asked for when nothing has it open,
+// and refused with ErrInUse when something does.
+func (e *Engine) ActivateDevice(id string, readOnly bool) (Activation, error) {
 	defer e.locks.lock(lockID(id))()
 	v, err := e.Get(id)
 	if err != nil {
-		return "", err
+		return Activation{}, err
 	}
 	if v.Kind == KindSnapshot && !readOnly {
-		return "", invalidf("%s is a snapshot: it activates read-only; restore it into a volume to write", id)
+		return Activation{}, invalidf("%s is a snapshot: it activates read-only; restore it into a volume to write", id)
 	}
 	name := e.dmName(id)
 	info, err := e.k.Info(name)
 	if err != nil {
-		return "", err
+		return Activation{}, err
 	}
 	dev := info.Dev
+	activated := false
 	if info.Exists {
 		if err := e.checkActive(name, v); err != nil {
-			return "", err
+			return Activation{}, err
 		}
-		if err := e.resizeIfActive(v); err != nil {
-			return "", err
+		if info.ReadOnly != readOnly {
+			err = e.changeMode(v, info, readOnly)
+		} else {
+			err = e.resizeIfActive(v)
+		}
+		if err != nil {
+			return Activation{}, err
 		}
 	} else {
 		dev, err = e.k.ActivateThin(name, e.dmUUID(id), e.thinTable(v), v.SizeBytes/sectorSize, readOnly)
 		if err != nil {
-			return "", fmt.Errorf("activate %s: %w", id, err)
+			return Activation{}, fmt.Errorf("activate %s: %w", id, err)
 		}
+		activated = true
 		klog.V(2).InfoS("Activated", "id", id, "device", name, "dev", dev, "readOnly", readOnly)
 	}
 	path, err := e.deviceNode(dev)
 	if err != nil {
-		return "", fmt.Errorf("device node of %s (%s): %w", id, dev, err)
+		err = fmt.Errorf("device node of %s (%s): %w", id, dev, err)
+		if activated {
+			if rmErr := e.k.Remove(name, dm.RemoveOptions{}); rmErr != nil {
+				klog.ErrorS(rmErr, "Could not deactivate a device whose node could not be made", "id", id)
+			}
+		}
+		return Activation{}, err
 	}
-	return path, nil
+	return Activation{Path: path, Activated: activated}, nil
+}
+
+// changeMode reloads an active device that nothing has open in the other
+// mode (and at the record's size). An open one is refused: a mounted
+// filesystem would fail under a device turned read-only, and a reader
+// would find its device writable.
+func (e *Engine) changeMode(v *Volume, info dm.Info, readOnly bool) error {
+	name := e.dmName(v.ID)
+	if info.OpenCount > 0 {
+		return fmt.Errorf("%w: %s is active on this node %s and open (%s): close it (unstage the volume), then activate it %s",
+			ErrInUse, v.ID, modeName(info.ReadOnly), e.holdersText(info), modeName(readOnly))
+	}
+	if err := e.k.ReloadThin(name, e.thinTable(v), v.SizeBytes/sectorSize, readOnly); err != nil {
+		return fmt.Errorf("reload the active device of %s %s: %w", v.ID, modeName(readOnly), err)
+	}
+	klog.V(2).InfoS("Changed the mode of an active device", "id", v.ID, "device", name, "readOnly", readOnly)
+	return nil
+}
+
+func modeName(readOnly bool) string {
+	if readOnly {
+		return "read-only"
+	}
+	return "read-write"
 }
 
 // checkActive makes sure a device with the volume's name maps the volume.
@@ -73,7 +129,8 @@ func (e *Engine) checkActive(name string, v *Volume) error {
 	return nil
 }
 
-// resizeIfActive gives an active volume's device the record's size.
+// resizeIfActive gives an active volume's device the record's size, in
+// the mode the device has.
 func (e *Engine) resizeIfActive(v *Volume) error {
 	name := e.dmName(v.ID)
 	ts, err := e.k.Table(name)
@@ -94,10 +151,17 @@ func (e *Engine) resizeIfActive(v *Volume) error {
 }
 
 // Deactivate removes a volume's block device from this node. A volume not
-// active is not an error; one still open (mounted) gives ErrInUse.
+// active is not an error; one still open (mounted) gives ErrInUse, which
+// names what holds it.
 func (e *Engine) Deactivate(id string) error {
 	defer e.locks.lock(lockID(id))()
-	err := e.k.Remove(e.dmName(id), dm.RemoveOptions{})
+	return e.deactivate(id)
+}
+
+// deactivate is Deactivate with the id's lock held.
+func (e *Engine) deactivate(id string) error {
+	name := e.dmName(id)
+	err := e.k.Remove(name, dm.RemoveOptions{})
 	switch {
 	case err == nil:
 		klog.V(2).InfoS("Deactivated", "id", id)
@@ -105,9 +169,27 @@ func (e *Engine) Deactivate(id string) error {
 	case errors.Is(err, dm.ErrNotFound):
 		return nil
 	case errors.Is(err, dm.ErrBusy):
-		return fmt.Errorf("%w: %s is open (mounted or in use by a process): unmount it first: %w", ErrInUse, id, err)
+		info, infoErr := e.k.Info(name)
+		if infoErr != nil || !info.Exists {
+			return fmt.Errorf("%w: %s is open on this node: unmount or close it first: %w", ErrInUse, id, err)
+		}
+		return fmt.Errorf("%w: %s is open on this node as %s (%s): unmount or close it first: %w",
+			ErrInUse, id, name, e.holdersText(info), err)
 	}
 	return err
+}
+
+// holdersText says what keeps an open device open, as far as the kernel
+// tells.
+func (e *Engine) holdersText(info dm.Info) string {
+	hs, err := e.holders(info.Dev)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("open %d time(s); what holds it is unknown: %v", info.OpenCount, err)
+	case len(hs) == 0:
+		return fmt.Sprintf("open %d time(s) by a process, not by a mount or a stacked device", info.OpenCount)
+	}
+	return fmt.Sprintf("open %d time(s): %s", info.OpenCount, strings.Join(hs, "; "))
 }
 
 // DevicePath returns the device path of an active volume, or ErrNotFound.

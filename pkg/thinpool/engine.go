@@ -24,7 +24,8 @@ type Engine struct {
 	poolDev      dm.Dev
 	blockSectors uint32
 	deviceNode   func(dm.Dev) (string, error)
-	backing      *backing // how the pool's devices are kept; nil in unit tests
+	holders      func(dm.Dev) ([]string, error) // what keeps a device open
+	backing      *backing                       // how the pool's devices are kept; nil in unit tests
 
 	locks keyLocks
 
@@ -46,6 +47,7 @@ func newEngine(k kernel, s *store, cfg Config, pool string, poolDev dm.Dev) *Eng
 		pool: pool, poolDev: poolDev,
 		blockSectors: uint32(cfg.BlockSizeBytes / sectorSize),
 		deviceNode:   func(d dm.Dev) (string, error) { return dm.DeviceNode(d.Major, d.Minor) },
+		holders:      dm.Holders,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -38,6 +39,7 @@ func startTestEngine(t *testing.T, fk *fakeKernel, cfg Config) *Engine {
 	}
 	e := newEngine(fk, s, cfg, "pool", dm.Dev{Major: 254, Minor: 0})
 	e.deviceNode = func(d dm.Dev) (string, error) { return "/dev/fake-" + d.String(), nil }
+	e.holders = func(d dm.Dev) ([]string, error) { return []string{"mounted at /fake/" + d.String()}, nil }
 	if err := e.start(); err != nil {
 		s.close()
 		t.Fatalf("start: %v", err)
@@ -254,19 +256,18 @@ func TestActivateDeactivateDelete(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
 	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
-	p1, err := e.Activate(v.ID, false)
-	if err != nil {
-		t.Fatal(err)
+	a1, err := e.ActivateDevice(v.ID, false)
+	if err != nil || !a1.Activated {
+		t.Fatalf("first activate: %+v %v, want it activated", a1, err)
 	}
-	if p2, err := e.Activate(v.ID, false); err != nil || p2 != p1 {
-		t.Fatalf("second activate: %q %v, want %q", p2, err, p1)
-	}
-	if err := e.Delete(v.ID); !errors.Is(err, ErrInUse) {
-		t.Fatalf("delete of an active volume: %v", err)
+	if a2, err := e.ActivateDevice(v.ID, false); err != nil || a2.Path != a1.Path || a2.Activated {
+		t.Fatalf("second activate: %+v %v, want %q active before", a2, err, a1.Path)
 	}
 	fk.setOpen(e.dmName(v.ID), 1)
-	if err := e.Deactivate(v.ID); !errors.Is(err, ErrInUse) {
-		t.Fatalf("deactivate of an open volume: %v", err)
+	for what, err := range map[string]error{"deactivate": e.Deactivate(v.ID), "delete": e.Delete(v.ID)} {
+		if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "mounted at /fake/") {
+			t.Fatalf("%s of an open volume: %v, want ErrInUse naming the mount", what, err)
+		}
 	}
 	fk.setOpen(e.dmName(v.ID), 0)
 	for i := 0; i < 2; i++ {
@@ -281,14 +282,56 @@ func TestActivateDeactivateDelete(t *testing.T) {
 	if _, err := e.Activate(s.ID, true); err != nil {
 		t.Fatalf("read-only activation of a snapshot: %v", err)
 	}
-	if err := e.Delete(v.ID); err != nil {
+	// Active but not open: deleted, and its device with it.
+	if _, err := e.Activate(v.ID, false); err != nil {
 		t.Fatal(err)
+	}
+	for _, id := range []string{v.ID, s.ID} {
+		if err := e.Delete(id); err != nil {
+			t.Fatalf("delete of %s, active and not open: %v", id, err)
+		}
+		if info, _ := fk.Info(e.dmName(id)); info.Exists {
+			t.Fatalf("%s deleted, its device left active", id)
+		}
 	}
 	if err := e.Delete(v.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
 	if _, err := e.Activate(v.ID, false); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("activate of a deleted volume: %v", err)
+	}
+	checkAgreement(t, e, fk)
+}
+
+// The mode is part of an active device's state: a resize keeps it, and
+// activating in the other mode reloads a device nothing has open and
+// refuses an open one.
+func TestActivationMode(t *testing.T) {
+	fk := newFakeKernel()
+	e := testEngine(t, fk)
+	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
+	name := e.dmName(v.ID)
+	readOnly := func() bool { info, _ := fk.Info(name); return info.ReadOnly }
+	if _, err := e.Activate(v.ID, true); err != nil || !readOnly() {
+		t.Fatalf("read-only activation: %v, read-only %v", err, readOnly())
+	}
+	if _, err := e.Expand(v.ID, 2*gib); err != nil || !readOnly() {
+		t.Fatalf("expand: %v, read-only %v after it", err, readOnly())
+	}
+	fk.setOpen(name, 1)
+	if _, err := e.Activate(v.ID, false); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("read-write activation of an open read-only device: %v, want ErrInUse", err)
+	}
+	if !readOnly() || fk.count("reload_thin") != 0 {
+		t.Fatal("an open read-only device was reloaded")
+	}
+	fk.setOpen(name, 0)
+	a, err := e.ActivateDevice(v.ID, false)
+	if err != nil || a.Activated || readOnly() || fk.count("reload_thin") != 1 {
+		t.Fatalf("read-write activation of a closed read-only device: %+v %v, read-only %v", a, err, readOnly())
+	}
+	if _, err := e.Activate(v.ID, false); err != nil || fk.count("reload_thin") != 1 {
+		t.Fatalf("same mode again: %v, %d reloads", err, fk.count("reload_thin"))
 	}
 }
 

@@ -19,8 +19,9 @@ var (
 	// ErrOverBudget: the size asked for is more than the pool's virtual
 	// budget (overprovision ratio × pool size) has left.
 	ErrOverBudget = errors.New("pool's overprovisioning budget is exhausted")
-	// ErrInUse: the volume is active on this node and must be deactivated
-	// first.
+	// ErrInUse: the volume's device is open on this node (a filesystem on
+	// it is mounted, a process or a stacked device holds it) and must be
+	// closed first; the error names the holder where the kernel tells.
 	ErrInUse = errors.New("in use")
 	// ErrUnhealthy: the pool is not safe to use; the error says why.
 	ErrUnhealthy = errors.New("pool is unhealthy")

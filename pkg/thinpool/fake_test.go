@@ -28,6 +28,7 @@ type fakeDev struct {
 	table     dm.ThinTable
 	sectors   uint64
 	suspended bool
+	readOnly  bool
 	open      int
 }
 
@@ -162,7 +163,7 @@ func (f *fakeKernel) Info(name string) (dm.Info, error) {
 	if d == nil {
 		return dm.Info{}, nil
 	}
-	return dm.Info{Exists: true, LiveTable: true, Suspended: d.suspended, OpenCount: int32(d.open), Dev: d.dev, Name: name, TargetCount: 1}, nil
+	return dm.Info{Exists: true, LiveTable: true, Suspended: d.suspended, ReadOnly: d.readOnly, OpenCount: int32(d.open), Dev: d.dev, Name: name, TargetCount: 1}, nil
 }
 
 func (f *fakeKernel) List() ([]dm.Device, error) {
@@ -224,7 +225,7 @@ func (f *fakeKernel) Remove(name string, _ dm.RemoveOptions) error {
 	return nil
 }
 
-func (f *fakeKernel) ActivateThin(name, _ string, t dm.ThinTable, sectors uint64, _ bool) (dm.Dev, error) {
+func (f *fakeKernel) ActivateThin(name, _ string, t dm.ThinTable, sectors uint64, readOnly bool) (dm.Dev, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.devs[name] != nil {
@@ -234,7 +235,7 @@ func (f *fakeKernel) ActivateThin(name, _ string, t dm.ThinTable, sectors uint64
 		return dm.Dev{}, kerr("resume", name, unix.ENODATA)
 	}
 	f.minor++
-	d := &fakeDev{dev: dm.Dev{Major: 254, Minor: f.minor}, table: t, sectors: sectors}
+	d := &fakeDev{dev: dm.Dev{Major: 254, Minor: f.minor}, table: t, sectors: sectors, readOnly: readOnly}
 	f.devs[name] = d
 	return d.dev, nil
 }
@@ -247,6 +248,20 @@ func (f *fakeKernel) ResizeThin(name string, t dm.ThinTable, sectors uint64) err
 		return kerr("load", name, unix.ENXIO)
 	}
 	d.sectors = sectors
+	return nil
+}
+
+func (f *fakeKernel) ReloadThin(name string, t dm.ThinTable, sectors uint64, readOnly bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devs[name]
+	if d == nil {
+		return kerr("load", name, unix.ENXIO)
+	}
+	if err := f.step("reload_thin"); err != nil {
+		return err
+	}
+	d.sectors, d.readOnly = sectors, readOnly
 	return nil
 }
 

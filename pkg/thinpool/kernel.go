@@ -22,6 +22,7 @@ type kernel interface {
 	Remove(name string, opts dm.RemoveOptions) error
 	ActivateThin(name, uuid string, t dm.ThinTable, sectors uint64, readOnly bool) (dm.Dev, error)
 	ResizeThin(name string, t dm.ThinTable, sectors uint64) error
+	ReloadThin(name string, t dm.ThinTable, sectors uint64, readOnly bool) error
 	ThinStatus(name string) (dm.ThinStatus, error)
 }
 

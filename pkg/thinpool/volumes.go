@@ -191,18 +191,18 @@ func (e *Engine) snapshotThin(id uint32, src *Volume, suspended interface{ Hit()
 }
 
 // Delete deletes a volume or snapshot. Its snapshots and copies live on:
-// they share blocks with it, not depend on it. An active volume is
-// refused with ErrInUse; an unknown id gives ErrNotFound.
+// they share blocks with it, not depend on it. A device left active with
+// nothing holding it open (a stage that failed, a node plugin that lost
+// track) is deactivated first; one that is open is refused with ErrInUse,
+// which names the holder. An unknown id gives ErrNotFound.
 func (e *Engine) Delete(id string) error {
 	defer e.locks.lock(lockID(id))()
 	v, err := e.Get(id)
 	if err != nil {
 		return err
 	}
-	if info, err := e.k.Info(e.dmName(id)); err != nil {
-		return err
-	} else if info.Exists {
-		return fmt.Errorf("%w: %s is active on this node as %s: deactivate it first", ErrInUse, id, e.dmName(id))
+	if err := e.deactivate(id); err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
 	}
 	d := *v
 	d.State = stateDeleting
