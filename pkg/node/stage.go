@@ -20,7 +20,10 @@ import (
 // formatted first, and a filesystem smaller than its device (a restore or
 // clone larger than its source, or a volume expanded while unstaged) is
 // grown to fill it.
-func (s *Server) NodeStageVolume(_ context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+//
+// A stage that fails takes back what it did (see stageUndo): kubelet does
+// not unstage after a failed stage.
+func (s *Server) NodeStageVolume(_ context.Context, req *csi.NodeStageVolumeRequest) (_ *csi.NodeStageVolumeResponse, err error) {
 	id, staging, c := req.GetVolumeId(), req.GetStagingTargetPath(), req.GetVolumeCapability()
 	switch {
 	case id == "":
@@ -37,11 +40,25 @@ func (s *Server) NodeStageVolume(_ context.Context, req *csi.NodeStageVolumeRequ
 
 	block := c.GetBlock() != nil
 	klog.V(2).InfoS("NodeStageVolume", "volumeID", id, "stagingTargetPath", staging, "block", block)
-	// A reader-only block volume gets a read-only device: a read-only bind
-	// mount of a device node does not stop writes through it.
-	device, err := s.engine.Activate(id, block && volcap.ReadOnly(c))
+	undo, err := s.newStageUndo(id, staging)
 	if err != nil {
 		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.undoStage(undo, err)
+		}
+	}()
+	// A reader-only block volume gets a read-only device: a read-only bind
+	// mount of a device node does not stop writes through it.
+	a, err := s.engine.ActivateDevice(id, block && volcap.ReadOnly(c))
+	if err != nil {
+		return nil, err
+	}
+	device := a.Path
+	undo.device = device
+	if a.Activated {
+		undo.deactivate = func() error { return s.engine.Deactivate(id) }
 	}
 	if block {
 		// A block volume is published straight from its device node.
