@@ -1163,8 +1163,8 @@ func TestEngineSnapshotUnderWrites(t *testing.T) {
 // Expanding an active volume grows its device at once, and a mounted ext4
 // on it can then be grown online; an inactive volume has the new size at
 // its next activation. Smaller sizes change nothing; snapshots do not
-// grow; the budget holds. A mounted volume is not deactivated, and an
-// active one is not deleted: ErrInUse.
+// grow; the budget holds. A mounted volume is neither deactivated nor
+// deleted: ErrInUse, naming the mount point.
 func TestEngineExpand(t *testing.T) {
 	ekEachKind(t, func(t *testing.T, cfg thinpool.Config) {
 		e := ekOpen(t, cfg)
@@ -1175,8 +1175,12 @@ func TestEngineExpand(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		ekIs(t, "deactivate a mounted volume", e.Deactivate(v.ID), thinpool.ErrInUse)
-		ekIs(t, "delete an active volume", e.Delete(v.ID), thinpool.ErrInUse)
+		for what, err := range map[string]error{"deactivate": e.Deactivate(v.ID), "delete": e.Delete(v.ID)} {
+			ekIs(t, what+" a mounted volume", err, thinpool.ErrInUse)
+			if !strings.Contains(err.Error(), "mounted at "+dir) {
+				t.Fatalf("%s a mounted volume: %v, want the mount point %s named", what, err, dir)
+			}
+		}
 
 		var before unix.Statfs_t
 		if err := unix.Statfs(dir, &before); err != nil {
@@ -1240,7 +1244,9 @@ var ekSafeDMName = regexp.MustCompile(`^[a-z0-9-]+$`)
 
 // Activate and Deactivate are idempotent; snapshots activate read-only;
 // dm devices are named with safe characters, whatever the volume's name;
-// an active volume is not deleted (ErrInUse); unknown ids are ErrNotFound.
+// a volume a process holds open is not deleted (ErrInUse), one active and
+// not open is deactivated and deleted, and so is a snapshot active
+// read-only; unknown ids are ErrNotFound.
 func TestEngineActivation(t *testing.T) {
 	cfg := ekLoopConfig(t, 128*ekMiB)
 	ctl := ekControl(t)
@@ -1256,7 +1262,16 @@ func TestEngineActivation(t *testing.T) {
 	if p, err := e.DevicePath(v.ID); err != nil || p != p1 {
 		t.Fatalf("device path %q %v, want %s", p, err, p1)
 	}
-	ekIs(t, "delete an active volume", e.Delete(v.ID), thinpool.ErrInUse)
+	held, err := os.Open(p1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.Delete(v.ID)
+	held.Close()
+	ekIs(t, "delete a volume a process holds open", err, thinpool.ErrInUse)
+	if !strings.Contains(err.Error(), "by a process") {
+		t.Fatalf("delete a volume a process holds open: %v, want the holder said", err)
+	}
 
 	sp := ekActivate(t, e, s)
 	if info, err := ctl.Info(cfg.PoolName + "-" + s.ID); err != nil || !info.ReadOnly {
@@ -1301,7 +1316,78 @@ func TestEngineActivation(t *testing.T) {
 	_, err = e.Activate(unknown, false)
 	ekIs(t, "activate an unknown id", err, thinpool.ErrNotFound)
 	ekIs(t, "delete an unknown id", e.Delete(unknown), thinpool.ErrNotFound)
+	// Active and not open, as a failed stage or a lost unstage leaves
+	// them: deleted, devices and all.
+	ekActivate(t, e, v)
+	ekActivate(t, e, s)
 	ekDelete(t, e, s)
+	ekDelete(t, e, v)
+	for _, id := range []string{v.ID, s.ID} {
+		if info, err := ctl.Info(cfg.PoolName + "-" + id); err != nil || info.Exists {
+			t.Fatalf("%s deleted, its device is %+v (%v)", id, info, err)
+		}
+	}
+}
+
+// The mode is part of an active device's state: a resize keeps it, and
+// activating in the other mode reloads a device nothing holds open and
+// refuses one held open, leaving its mode as it was.
+func TestEngineActivationMode(t *testing.T) {
+	cfg := ekLoopConfig(t, 128*ekMiB)
+	ctl := ekControl(t)
+	e := ekOpen(t, cfg)
+	v := ekCreate(t, e, "v", 4*ekMiB)
+	name := cfg.PoolName + "-" + v.ID
+	check := func(when string, path string, readOnly bool, size uint64) {
+		t.Helper()
+		info, err := ctl.Info(name)
+		if err != nil || info.ReadOnly != readOnly {
+			t.Fatalf("%s: the device is %+v (%v), want read-only %v", when, info, err, readOnly)
+		}
+		if got := ekDeviceSize(t, path); got != size {
+			t.Fatalf("%s: the device is %d bytes, want %d", when, got, size)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteAt(ekPattern(3, 4096), 0)
+			if err == nil {
+				err = f.Sync()
+			}
+			f.Close()
+		}
+		if readOnly && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EROFS) {
+			t.Fatalf("%s: a write to the read-only device: %v, want EPERM or EROFS", when, err)
+		}
+		if !readOnly && err != nil {
+			t.Fatalf("%s: a write to the read-write device: %v", when, err)
+		}
+	}
+
+	p, err := e.Activate(v.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Activate(v.ID, true)
+	held.Close()
+	ekIs(t, "activate read-only a device held open read-write", err, thinpool.ErrInUse)
+	check("refused", p, false, 4*ekMiB)
+
+	if _, err := e.Activate(v.ID, true); err != nil {
+		t.Fatalf("activate read-only a read-write device nothing holds: %v", err)
+	}
+	check("reloaded read-only", p, true, 4*ekMiB)
+	if _, err := e.Expand(v.ID, 8*ekMiB); err != nil {
+		t.Fatal(err)
+	}
+	check("expanded", p, true, 8*ekMiB)
+	if _, err := e.Activate(v.ID, false); err != nil {
+		t.Fatalf("activate read-write a read-only device nothing holds: %v", err)
+	}
+	check("reloaded read-write", p, false, 8*ekMiB)
 	ekDelete(t, e, v)
 }
 
