@@ -1272,6 +1272,24 @@ func TestEngineActivation(t *testing.T) {
 	if !strings.Contains(err.Error(), "by a process") {
 		t.Fatalf("delete a volume a process holds open: %v, want the holder said", err)
 	}
+	// A device stacked on it, as LVM or dm-crypt would make: named.
+	vinfo, err := ctl.Info(cfg.PoolName + "-" + v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stacked := "ekstack-" + strings.TrimPrefix(cfg.PoolName, "ek-")
+	if _, err := ctl.Activate(stacked, "", []dm.Target{{Length: 4 * ekMiB / 512, Type: "linear", Params: vinfo.Dev.String() + " 0"}},
+		dm.ActivateOptions{}); err != nil {
+		t.Fatalf("stack a linear device on the volume: %v", err)
+	}
+	err = e.Delete(v.ID)
+	if rmErr := ctl.Remove(stacked, dm.RemoveOptions{}); rmErr != nil {
+		t.Fatalf("remove the stacked device: %v", rmErr)
+	}
+	ekIs(t, "delete a volume a stacked device holds", err, thinpool.ErrInUse)
+	if !strings.Contains(err.Error(), "(dm device "+stacked+")") {
+		t.Fatalf("delete a volume a stacked device holds: %v, want %s named", err, stacked)
+	}
 
 	sp := ekActivate(t, e, s)
 	if info, err := ctl.Info(cfg.PoolName + "-" + s.ID); err != nil || !info.ReadOnly {
