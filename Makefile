@@ -17,8 +17,9 @@ check: lint test test-kernel ## everything CI runs: lint, unit tests, kernel tes
 
 test: test-unit ## unit tests (kernel tests skip here: see test-kernel)
 
-test-unit: ## unit tests with the race detector
+test-unit: ## unit tests with the race detector; the failpoints again as the crash tests build them
 	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -tags failpoints ./internal/failpoint
 
 test-kernel: ## tests and benchmarks inside a real kernel with dm-thin (User-Mode Linux)
 	test/kernel/test.sh
@@ -31,6 +32,7 @@ fuzz: ## run every parser fuzz target for FUZZTIME each (default 20s)
 lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags failpoints ./internal/failpoint ./pkg/thinpool
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 
 fmt: ## format the code

@@ -1,53 +1,33 @@
 // Package failpoint marks the places between the steps of an operation
-// where a crash test may kill the process. A point does nothing unless the
-// environment variable CSI_THIN_FAILPOINT names it when the process starts:
-// "name" kills the process with SIGKILL the first time the point is
-// reached, "name:N" the N-th time. It is for tests only; nothing else sets
-// the variable.
+// where a crash test may kill the process. Points are armed only in a
+// build with the tag "failpoints", which the crash tests use; in any other
+// build, the production binary among them, Hit does nothing and the
+// environment variable is ignored.
+//
+// In a failpoints build a point does nothing unless the environment
+// variable CSI_THIN_FAILPOINT names it when the process starts: "name"
+// kills the process with SIGKILL the first time the point is reached,
+// "name:N" the N-th time.
 package failpoint
 
 import (
-	"os"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 )
 
-// EnvVar names the failpoint to arm.
+// EnvVar names the failpoint to arm, in a build with the tag failpoints.
 const EnvVar = "CSI_THIN_FAILPOINT"
 
 // Point is one named failpoint.
 type Point struct {
-	name  string
-	armed bool
-	after int64 // kill on this hit
-	hits  atomic.Int64
+	name string
+	arm  arm // empty without the failpoints tag
 }
 
 var (
 	mu       sync.Mutex
 	registry = map[string]*Point{}
-	armed    = parse(os.Getenv(EnvVar))
 )
-
-type target struct {
-	name  string
-	after int64
-}
-
-func parse(v string) target {
-	name, n, found := strings.Cut(v, ":")
-	t := target{name: name, after: 1}
-	if found {
-		if k, err := strconv.ParseInt(n, 10, 64); err == nil && k > 0 {
-			t.after = k
-		}
-	}
-	return t
-}
 
 // New declares a failpoint. Declare each at package level so that Names
 // lists every point before any runs.
@@ -57,21 +37,9 @@ func New(name string) *Point {
 	if _, dup := registry[name]; dup {
 		panic("failpoint " + name + " declared twice")
 	}
-	p := &Point{name: name, armed: armed.name == name, after: armed.after}
+	p := &Point{name: name, arm: newArm(name)}
 	registry[name] = p
 	return p
-}
-
-// Hit kills the process if this point is armed and reached for the
-// configured time.
-func (p *Point) Hit() {
-	if !p.armed {
-		return
-	}
-	if p.hits.Add(1) == p.after {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {} // the signal is on its way; never return into the next step
-	}
 }
 
 // Name is the point's name.

@@ -9,7 +9,9 @@ package thinpool_test
 // still there, that retried operations converge on the same volume, and
 // that data written before a snapshot reads back from it.
 //
-// Run it in the test kernel with
+// Failpoints are compiled in only with the build tag failpoints, which
+// test/kernel/test.sh sets; without it the test fails rather than pass
+// without a kill. Run it in the test kernel with
 //
 //	KERNEL_TEST_BENCH=none KERNEL_TEST_PKGS=./pkg/thinpool KERNEL_TEST_RUN='TestCrash$' test/kernel/test.sh
 //
@@ -334,6 +336,10 @@ type crashStats struct {
 
 func TestCrash(t *testing.T) {
 	kerneltest.Require(t)
+	if !failpoint.Enabled {
+		t.Fatal("this test binary was built without -tags failpoints, so no child can be killed at a failpoint: " +
+			"build it with `go test -tags failpoints` (test/kernel/test.sh does)")
+	}
 	if v := os.Getenv(failpoint.EnvVar); v != "" {
 		t.Fatalf("%s=%s is set: the crash test arms failpoints in its children only; unset it", failpoint.EnvVar, v)
 	}

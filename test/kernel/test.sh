@@ -2,7 +2,9 @@
 # Compiles csi-thin's tests and runs them inside a real kernel with
 # device-mapper (see run), as root, with two block devices attached for the
 # tests of pools on block devices. Every package whose tests call
-# kerneltest.Require is included; its benchmarks run too.
+# kerneltest.Require is included; its benchmarks run too. Test binaries are
+# built with the tag failpoints, which the crash tests need; the csi-thin
+# binary the flow tests run is built as released, without it.
 #
 # Environment:
 #   KERNEL_TEST_RUN    only tests matching this regexp (go test -run)
@@ -35,7 +37,7 @@ race=
 for p in $pkgs; do
   bin="$out/$(echo "${p#./}" | tr / _).test"
   echo "build $p"
-  go test -c $race -o "$bin" "$p"
+  go test -c $race -tags failpoints -o "$bin" "$p"
   echo "$p $bin" >> "$out/list"
 done
 
