@@ -10,10 +10,12 @@ import (
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
@@ -114,6 +116,16 @@ func TestToStatus(t *testing.T) {
 		{thinpool.ErrUnhealthy, codes.Unavailable},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
 		{errors.New("mkfs failed"), codes.Internal},
+		// The kernel interface's errors, as the engine passes them on.
+		{fmt.Errorf("activate: %w", &dm.Error{Op: "create", Device: "pool-vol-1", Err: unix.EBUSY}), codes.AlreadyExists},
+		{fmt.Errorf("remove: %w", &dm.Error{Op: "remove", Device: "pool-vol-1", Err: unix.EBUSY}), codes.FailedPrecondition},
+		{fmt.Errorf("delete: %w", &dm.Error{Op: "message delete 7", Device: "pool", Err: unix.ENODATA}), codes.NotFound},
+		{fmt.Errorf("status: %w", &dm.Error{Op: "status", Device: "pool-vol-1", Err: unix.ENXIO}), codes.NotFound},
+		{fmt.Errorf("loop: %w: file name too long", dm.ErrInvalidArgument), codes.InvalidArgument},
+		{fmt.Errorf("remove: %w: deferred remove needs 4.27", dm.ErrUnsupported), codes.FailedPrecondition},
+		{&dm.Error{Op: "message create_thin 7", Device: "pool", Err: unix.EIO}, codes.Internal},
+		// The engine's own error wins over the kernel's it wraps.
+		{fmt.Errorf("%w: status of pool: %w", thinpool.ErrUnhealthy, &dm.Error{Op: "status", Err: unix.ENXIO}), codes.Unavailable},
 		{status.Error(codes.OutOfRange, "too big"), codes.OutOfRange},
 	}
 	for _, c := range cases {

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
@@ -44,6 +45,18 @@ func codeOf(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errors.Is(err, thinpool.ErrUnhealthy):
 		return codes.Unavailable
+	// The kernel interface's own errors, where the engine passes one on
+	// as it is: after the engine's, which say more.
+	case errors.Is(err, dm.ErrInvalidArgument):
+		return codes.InvalidArgument
+	case errors.Is(err, dm.ErrNotFound):
+		return codes.NotFound
+	case errors.Is(err, dm.ErrExists):
+		return codes.AlreadyExists
+	case errors.Is(err, dm.ErrBusy):
+		return codes.FailedPrecondition // open or in use: release it first
+	case errors.Is(err, dm.ErrUnsupported):
+		return codes.FailedPrecondition // the node's kernel must be upgraded
 	}
 	return codes.Internal
 }
