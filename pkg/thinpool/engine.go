@@ -67,9 +67,16 @@ func (e *Engine) start() error {
 		if st, err := e.k.PoolStatus(e.pool); err == nil && !st.Fail && !st.Error {
 			e.committed.Store(st.TransactionID)
 		}
-	} else if err := e.recoverLocked(); err != nil {
-		return err
+		return e.totalPromisedLocked()
 	}
+	return e.recoverLocked() // which totals the promised sizes
+}
+
+// totalPromisedLocked sets the budget's promised bytes to the sizes of the
+// volumes and snapshots callers see, from the database: at start, and
+// after a recovery, which may have settled, rolled back or finished a
+// change whose caller saw it fail.
+func (e *Engine) totalPromisedLocked() error {
 	var total uint64
 	err := e.store.scan("", "", func(v *Volume) bool {
 		if s := v.settled(e.committed.Load()); s != nil && s.State == stateReady {
@@ -77,8 +84,11 @@ func (e *Engine) start() error {
 		}
 		return true
 	})
+	if err != nil {
+		return fmt.Errorf("total the sizes of the volumes and snapshots: %w", err)
+	}
 	e.promised = total
-	return err
+	return nil
 }
 
 // resumeSuspended resumes this pool's devices that a crash left suspended,

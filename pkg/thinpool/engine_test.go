@@ -841,3 +841,57 @@ func TestCondition(t *testing.T) {
 		t.Fatalf("block size %d", e.BlockSizeBytes())
 	}
 }
+
+// TestPromisedAfterRecoveryAtRunTime fails a change halfway so that the
+// engine recovers it at run time, not at start: the budget's promised
+// bytes must then be what a start on the same database totals.
+func TestPromisedAfterRecoveryAtRunTime(t *testing.T) {
+	eio := kerr("message", "pool", unix.EIO)
+	cases := []struct {
+		name   string
+		failOp string
+		run    func(e *Engine, x *Volume) error
+		want   uint64 // promised bytes after the failure: "keep" and what of x is left
+	}{
+		// Recovery finishes the delete the caller saw fail.
+		{"set_transaction_id fails after delete", "set_transaction_id", func(e *Engine, x *Volume) error { return e.Delete(x.ID) }, gib},
+		// Recovery rolls the create back.
+		{"set_transaction_id fails after create", "set_transaction_id", func(e *Engine, _ *Volume) error {
+			_, err := e.CreateVolume(CreateRequest{Name: "y", SizeBytes: gib})
+			return err
+		}, 2 * gib},
+		{"delete fails", "delete", func(e *Engine, x *Volume) error { return e.Delete(x.ID) }, 2 * gib},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fk := newFakeKernel()
+			e := testEngine(t, fk)
+			if _, err := e.CreateVolume(CreateRequest{Name: "keep", SizeBytes: gib}); err != nil {
+				t.Fatal(err)
+			}
+			x, err := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fk.failNext(c.failOp, eio)
+			if err := c.run(e, x); !errors.Is(err, unix.EIO) {
+				t.Fatalf("got %v, want the kernel's EIO", err)
+			}
+			// The next change runs on the recovered pool.
+			if _, err := e.CreateVolume(CreateRequest{Name: "z", SizeBytes: gib}); err != nil {
+				t.Fatal(err)
+			}
+			running, err := e.Capacity()
+			if err != nil {
+				t.Fatal(err)
+			}
+			started, err := restart(t, e, fk).Capacity()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if running.PromisedBytes != started.PromisedBytes || running.PromisedBytes != c.want+gib {
+				t.Fatalf("promised %d bytes while running, %d after a start: want %d", running.PromisedBytes, started.PromisedBytes, c.want+gib)
+			}
+		})
+	}
+}

@@ -131,6 +131,9 @@ func (e *Engine) usableLocked() (dm.PoolStatus, error) {
 //     idempotent, and the caller asked for the volume to go);
 //   - anything else means the database and the pool's metadata are not
 //     each other's: refuse.
+//
+// The budget's promised bytes are totalled again afterwards, as start
+// totals them: the change recovered was not counted when it failed.
 func (e *Engine) recoverLocked() error {
 	st, err := e.k.PoolStatus(e.pool)
 	if err != nil {
@@ -185,6 +188,9 @@ func (e *Engine) recoverLocked() error {
 			ErrStoreMismatch, c, pendTx, p)
 	}
 	e.committed.Store(p)
+	if err := e.totalPromisedLocked(); err != nil {
+		return err
+	}
 	e.dirty = false
 	return nil
 }
