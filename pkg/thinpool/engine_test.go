@@ -895,3 +895,37 @@ func TestPromisedAfterRecoveryAtRunTime(t *testing.T) {
 		})
 	}
 }
+
+// TestDeleteOfAThinDeviceAlreadyGone deletes a record whose thin device
+// the pool no longer has (ENODATA), the state recovery accepts: the delete
+// succeeds and the record goes, instead of failing on every retry.
+func TestDeleteOfAThinDeviceAlreadyGone(t *testing.T) {
+	fk := newFakeKernel()
+	e := testEngine(t, fk)
+	keep, _ := e.CreateVolume(CreateRequest{Name: "keep", SizeBytes: gib})
+	x, err := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fk.DeleteThin("pool", x.ThinID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Delete(x.ID); err != nil {
+		t.Fatalf("delete of a record whose thin device is gone: %v", err)
+	}
+	if _, err := e.Get(x.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the record is still there: %v", err)
+	}
+	if err := e.Delete(x.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a second delete: %v, want ErrNotFound", err)
+	}
+	if c, _ := e.Capacity(); c.PromisedBytes != keep.SizeBytes {
+		t.Fatalf("promised %d bytes, want %d", c.PromisedBytes, keep.SizeBytes)
+	}
+	checkAgreement(t, e, fk)
+	e = restart(t, e, fk)
+	if _, err := e.Get(keep.ID); err != nil {
+		t.Fatal(err)
+	}
+	checkAgreement(t, e, fk)
+}

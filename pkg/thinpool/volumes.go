@@ -1,11 +1,13 @@
 package thinpool
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
@@ -209,7 +211,7 @@ func (e *Engine) Delete(id string) error {
 	err = e.journaled(change{
 		points: fpDelete,
 		record: &d,
-		apply:  func(v *Volume) (error, error) { return nil, e.k.DeleteThin(e.pool, v.ThinID) },
+		apply:  func(v *Volume) (error, error) { return nil, e.deleteThin(v) },
 		done:   func(v *Volume) { e.promised -= v.SizeBytes },
 	})
 	if err != nil {
@@ -217,6 +219,18 @@ func (e *Engine) Delete(id string) error {
 	}
 	klog.V(2).InfoS("Deleted", "id", id, "name", v.Name, "thinID", v.ThinID)
 	return nil
+}
+
+// deleteThin deletes the thin device of v. A device the pool does not
+// have (ENODATA) is already deleted, which is what recovery accepts too:
+// the record goes rather than fail every retry.
+func (e *Engine) deleteThin(v *Volume) error {
+	err := e.k.DeleteThin(e.pool, v.ThinID)
+	if errors.Is(err, unix.ENODATA) {
+		klog.InfoS("The pool has no thin device for this record any more; removing the record", "id", v.ID, "name", v.Name, "thinID", v.ThinID, "err", err)
+		return nil
+	}
+	return err
 }
 
 // Expand grows a volume to at least sizeBytes (rounded up to the block
