@@ -929,3 +929,62 @@ func TestDeleteOfAThinDeviceAlreadyGone(t *testing.T) {
 	}
 	checkAgreement(t, e, fk)
 }
+
+// TestRetryResumesASourceLeftSuspended: a snapshot or copy of an active
+// volume whose resume fails is taken, and its caller sees the error; the
+// retry, which finds it taken, resumes the source, and fails for as long
+// as the source will not resume. No OK leaves the source suspended.
+func TestRetryResumesASourceLeftSuspended(t *testing.T) {
+	eio := kerr("resume", "pool-vol", unix.EIO)
+	cases := []struct {
+		name string
+		take func(e *Engine, srcID string) (*Volume, error)
+	}{
+		{"snapshot", func(e *Engine, srcID string) (*Volume, error) { return e.CreateSnapshot("s", srcID, nil) }},
+		{"clone", func(e *Engine, srcID string) (*Volume, error) {
+			return e.CreateVolume(CreateRequest{Name: "c", SourceID: srcID})
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fk := newFakeKernel()
+			e := testEngine(t, fk)
+			src, _ := e.CreateVolume(CreateRequest{Name: "src", SizeBytes: gib})
+			if _, err := e.Activate(src.ID, false); err != nil {
+				t.Fatal(err)
+			}
+			suspended := func() bool {
+				info, err := fk.Info(e.dmName(src.ID))
+				if err != nil || !info.Exists {
+					t.Fatalf("source device: %+v %v", info, err)
+				}
+				return info.Suspended
+			}
+			fk.failNext("resume", eio)
+			if _, err := c.take(e, src.ID); !errors.Is(err, unix.EIO) {
+				t.Fatalf("%s with a failing resume: %v, want the kernel's EIO", c.name, err)
+			}
+			if !suspended() {
+				t.Fatal("the source is not suspended after its resume failed")
+			}
+
+			// The source still will not resume: the retry fails.
+			fk.failNext("resume", eio)
+			if _, err := c.take(e, src.ID); !errors.Is(err, unix.EIO) || !suspended() {
+				t.Fatalf("retry while the source will not resume: %v (suspended %v), want the kernel's EIO", err, suspended())
+			}
+			// It resumes: the retry returns what was taken.
+			v, err := c.take(e, src.ID)
+			if err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if suspended() {
+				t.Fatalf("the retry returned %s, and the source is still suspended", v.ID)
+			}
+			if again, err := c.take(e, src.ID); err != nil || again.ID != v.ID {
+				t.Fatalf("a further retry gave %v, %v; want %s", again, err, v.ID)
+			}
+			checkAgreement(t, e, fk)
+		})
+	}
+}

@@ -88,6 +88,11 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 			return nil, fmt.Errorf("%w: volume %q is %d bytes from %q, not %d bytes from %q",
 				ErrExists, req.Name, v.SizeBytes, v.SourceID, size, req.SourceID)
 		}
+		if src != nil {
+			if err := e.resumeSource(src.ID); err != nil {
+				return nil, fmt.Errorf("create volume %q: %w", req.Name, err)
+			}
+		}
 		return v, nil
 	}
 
@@ -131,6 +136,9 @@ func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string)
 		}
 		if v.SourceID != sourceID {
 			return nil, fmt.Errorf("%w: snapshot %q is of %s, not %s", ErrExists, name, v.SourceID, sourceID)
+		}
+		if err := e.resumeSource(sourceID); err != nil {
+			return nil, fmt.Errorf("snapshot %q of %s: %w", name, sourceID, err)
 		}
 		return v, nil
 	}
@@ -187,9 +195,30 @@ func (e *Engine) snapshotThin(id uint32, src *Volume, suspended interface{ Hit()
 		if snapErr != nil {
 			return nil, fmt.Errorf("%w (and resuming %s failed: %v)", snapErr, src.ID, err)
 		}
-		return fmt.Errorf("snapshot taken, but %s could not be resumed: %w", src.ID, err), nil
+		return fmt.Errorf("snapshot taken, but %s could not be resumed (a retry resumes it): %w", src.ID, err), nil
 	}
 	return nil, snapErr
+}
+
+// resumeSource resumes the active device of a snapshot's or copy's source
+// that the snapshot left suspended because it would not resume then: the
+// retry of that snapshot or copy, which finds it taken, answers OK only
+// once the source is resumed. Changes to a volume hold its lock, so no
+// other operation of the engine has it suspended meanwhile.
+func (e *Engine) resumeSource(id string) error {
+	name := e.dmName(id)
+	info, err := e.k.Info(name)
+	if err != nil {
+		return err
+	}
+	if !info.Exists || !info.Suspended {
+		return nil
+	}
+	if err := e.k.Resume(name, 0); err != nil {
+		return fmt.Errorf("%s is still suspended since a snapshot of it, and will not resume: %w", id, err)
+	}
+	klog.InfoS("Resumed the source of a snapshot, which the snapshot had left suspended", "id", id, "device", name)
+	return nil
 }
 
 // Delete deletes a volume or snapshot. Its snapshots and copies live on:

@@ -1,13 +1,17 @@
 package thinpool_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
+
+// Retries of operations that a failure left halfway must finish them.
 
 // TestEngineDeleteThinDeviceAlreadyGone deletes a volume whose thin device
 // the pool no longer has, the state recovery accepts: the kernel answers
@@ -42,4 +46,38 @@ func TestEngineDeleteThinDeviceAlreadyGone(t *testing.T) {
 	ekCheckPromised(t, e)
 	v2 := ekCreate(t, e, "gone", 16*ekMiB)
 	ekDelete(t, e, v2)
+}
+
+// TestEngineSnapshotRetryResumesOrigin retries a snapshot of an active
+// volume whose origin was left suspended, as a resume that failed after
+// create_snap leaves it: the retry finds the snapshot taken, resumes the
+// origin, and I/O to the origin completes again.
+func TestEngineSnapshotRetryResumesOrigin(t *testing.T) {
+	cfg := ekLoopConfig(t, 256*ekMiB)
+	e := ekOpen(t, cfg)
+	v := ekCreate(t, e, "origin", 16*ekMiB)
+	path := ekActivate(t, e, v)
+	defer ekDeactivate(t, e, v)
+	s := ekSnapshot(t, e, "snap", v.ID)
+
+	ctl := ekControl(t)
+	name := cfg.PoolName + "-" + v.ID
+	if err := ctl.Suspend(name, dm.SuspendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := ctl.Info(name); err != nil || !info.Suspended {
+		t.Fatalf("origin after suspend: %+v %v", info, err)
+	}
+	again := ekSnapshot(t, e, "snap", v.ID)
+	if again.ID != s.ID {
+		t.Fatalf("the retry gave %s, want %s", again.ID, s.ID)
+	}
+	if info, err := ctl.Info(name); err != nil || info.Suspended {
+		t.Fatalf("origin after the retry returned OK: %+v %v; want it resumed", info, err)
+	}
+	want := ekPattern(7, 64*ekKiB)
+	ekWriteDevice(t, path, 0, want)
+	if got := ekReadDevice(t, path, 0, len(want)); !bytes.Equal(got, want) {
+		t.Fatal("the origin does not read back what was written after the retry")
+	}
 }
