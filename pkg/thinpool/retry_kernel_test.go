@@ -57,11 +57,16 @@ func TestEngineSnapshotRetryResumesOrigin(t *testing.T) {
 	e := ekOpen(t, cfg)
 	v := ekCreate(t, e, "origin", 16*ekMiB)
 	path := ekActivate(t, e, v)
-	defer ekDeactivate(t, e, v)
+	t.Cleanup(func() { ekDeactivate(t, e, v) })
 	s := ekSnapshot(t, e, "snap", v.ID)
 
 	ctl := ekControl(t)
 	name := cfg.PoolName + "-" + v.ID
+	t.Cleanup(func() { // whatever the engine did, for the teardown
+		if info, err := ctl.Info(name); err == nil && info.Suspended {
+			ctl.Resume(name, 0)
+		}
+	})
 	if err := ctl.Suspend(name, dm.SuspendOptions{}); err != nil {
 		t.Fatal(err)
 	}
