@@ -22,11 +22,12 @@ import (
 // MetricsPath is where the metrics server answers.
 const MetricsPath = "/metrics"
 
-// poolReader is what the metrics read of the engine at each scrape.
+// poolReader is what the metrics read of the engine at each scrape: one
+// pool status read (each commits the pool's metadata) and counts of the
+// records that decode none.
 type poolReader interface {
-	Capacity() (thinpool.Capacity, error)
-	Health() error
-	List(kind thinpool.Kind, token string, max int) ([]*thinpool.Volume, string, error)
+	Usage() (thinpool.Usage, error)
+	Count(kind thinpool.Kind) (int, error)
 }
 
 // metrics is csi-thin's Prometheus registry: the pool's gauges, read from
@@ -144,7 +145,8 @@ var (
 )
 
 // poolCollector reads the pool's gauges from the engine at each scrape:
-// one pool status, one capacity and a count of the database's records.
+// one pool status, for the capacity and the health, and the counts of the
+// database's records.
 type poolCollector struct{ pool poolReader }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -157,24 +159,25 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	usage, err := c.pool.Usage()
 	healthy := 1.0
-	if err := c.pool.Health(); err != nil {
-		klog.V(2).InfoS("Metrics: the pool is unhealthy", "err", err)
+	if usage.Health != nil {
+		klog.V(2).InfoS("Metrics: the pool is unhealthy", "err", usage.Health)
 		healthy = 0
 	}
 	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, healthy)
 
-	if space, err := c.pool.Capacity(); err != nil {
+	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descDataBytes, fmt.Errorf("read the pool's capacity: %w", err))
 	} else {
 		for _, g := range []struct {
 			desc *prometheus.Desc
 			v    uint64
 		}{
-			{descDataBytes, space.DataBytes}, {descDataUsedBytes, space.DataUsedBytes},
-			{descMetadataBytes, space.MetadataBytes}, {descMetadataUsedBytes, space.MetadataUsedBytes},
-			{descPromisedBytes, space.PromisedBytes}, {descBudgetBytes, space.BudgetBytes},
-			{descAvailableBytes, space.AvailableBytes},
+			{descDataBytes, usage.DataBytes}, {descDataUsedBytes, usage.DataUsedBytes},
+			{descMetadataBytes, usage.MetadataBytes}, {descMetadataUsedBytes, usage.MetadataUsedBytes},
+			{descPromisedBytes, usage.PromisedBytes}, {descBudgetBytes, usage.BudgetBytes},
+			{descAvailableBytes, usage.AvailableBytes},
 		} {
 			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(g.v))
 		}
@@ -184,30 +187,11 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		desc *prometheus.Desc
 		kind thinpool.Kind
 	}{{descVolumes, thinpool.KindVolume}, {descSnapshots, thinpool.KindSnapshot}} {
-		n, err := count(c.pool, k.kind)
+		n, err := c.pool.Count(k.kind)
 		if err != nil {
 			ch <- prometheus.NewInvalidMetric(k.desc, fmt.Errorf("count the %ss: %w", k.kind, err))
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(k.desc, prometheus.GaugeValue, float64(n))
-	}
-}
-
-// countPage bounds the records a count holds at once.
-const countPage = 1000
-
-// count is the number of volumes or snapshots, read a page at a time.
-func count(pool poolReader, kind thinpool.Kind) (int, error) {
-	n, token := 0, ""
-	for {
-		page, next, err := pool.List(kind, token, countPage)
-		if err != nil {
-			return n, err
-		}
-		n += len(page)
-		if next == "" {
-			return n, nil
-		}
-		token = next
 	}
 }

@@ -25,46 +25,36 @@ import (
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
-// fakePool is a poolReader without a kernel.
+// fakePool is a poolReader without a kernel. It counts its pool status
+// reads, as each commits the pool's metadata.
 type fakePool struct {
 	capacity    thinpool.Capacity
-	capacityErr error
+	capacityErr error // the status read fails
 	healthErr   error
-	listErr     error
+	countErr    error
 	volumes     int
 	snapshots   int
-	lists       int // List calls
+	statusReads int
+	counts      int
 }
 
-func (p *fakePool) Capacity() (thinpool.Capacity, error) { return p.capacity, p.capacityErr }
-func (p *fakePool) Health() error                        { return p.healthErr }
+func (p *fakePool) Usage() (thinpool.Usage, error) {
+	p.statusReads++
+	if p.capacityErr != nil {
+		return thinpool.Usage{Health: p.healthErr}, p.capacityErr
+	}
+	return thinpool.Usage{Capacity: p.capacity, Health: p.healthErr}, nil
+}
 
-// List pages through ids vol-000000... or snap-000000... as the engine
-// does: the token is the first id of the next page.
-func (p *fakePool) List(kind thinpool.Kind, token string, max int) ([]*thinpool.Volume, string, error) {
-	p.lists++
-	if p.listErr != nil {
-		return nil, "", p.listErr
+func (p *fakePool) Count(kind thinpool.Kind) (int, error) {
+	p.counts++
+	if p.countErr != nil {
+		return 0, p.countErr
 	}
-	prefix, n := "vol-", p.volumes
 	if kind == thinpool.KindSnapshot {
-		prefix, n = "snap-", p.snapshots
+		return p.snapshots, nil
 	}
-	id := func(i int) string { return fmt.Sprintf("%s%06d", prefix, i) }
-	start := 0
-	if token != "" {
-		if _, err := fmt.Sscanf(strings.TrimPrefix(token, prefix), "%d", &start); err != nil {
-			return nil, "", fmt.Errorf("bad token %q", token)
-		}
-	}
-	var out []*thinpool.Volume
-	for i := start; i < n; i++ {
-		if max > 0 && len(out) == max {
-			return out, id(i), nil
-		}
-		out = append(out, &thinpool.Volume{ID: id(i), Kind: kind})
-	}
-	return out, "", nil
+	return p.volumes, nil
 }
 
 // gather collects the registry into name -> value of the unlabelled
@@ -105,11 +95,10 @@ func TestPoolCollector(t *testing.T) {
 		return out
 	}
 	cases := []struct {
-		name      string
-		pool      *fakePool
-		want      map[string]float64 // every csi_thin_ gauge gathered
-		wantErr   string             // in the gathering error; empty: none
-		wantLists int
+		name    string
+		pool    *fakePool
+		want    map[string]float64 // every csi_thin_ gauge gathered
+		wantErr string             // in the gathering error; empty: none
 	}{
 		{
 			name: "healthy, empty",
@@ -121,40 +110,29 @@ func TestPoolCollector(t *testing.T) {
 				"csi_thin_pool_budget_bytes": 10 << 30, "csi_thin_pool_promised_bytes": 0,
 				"csi_thin_pool_available_bytes": 10 << 30,
 			},
-			wantLists: 2,
 		},
 		{
-			name:      "volumes and snapshots",
-			pool:      &fakePool{capacity: space, volumes: 2, snapshots: 1},
-			want:      with(full, "csi_thin_pool_healthy", 1.0, "csi_thin_volumes", 2.0, "csi_thin_snapshots", 1.0),
-			wantLists: 2,
+			name: "volumes and snapshots",
+			pool: &fakePool{capacity: space, volumes: 2, snapshots: 1},
+			want: with(full, "csi_thin_pool_healthy", 1.0, "csi_thin_volumes", 2.0, "csi_thin_snapshots", 1.0),
 		},
 		{
-			name:      "counted a page at a time",
-			pool:      &fakePool{capacity: space, volumes: 2*countPage + 5, snapshots: countPage},
-			want:      with(full, "csi_thin_pool_healthy", 1.0, "csi_thin_volumes", float64(2*countPage+5), "csi_thin_snapshots", float64(countPage)),
-			wantLists: 3 + 1,
-		},
-		{
-			name:      "unhealthy but readable",
-			pool:      &fakePool{capacity: space, healthErr: thinpool.ErrUnhealthy, volumes: 1},
-			want:      with(full, "csi_thin_pool_healthy", 0.0, "csi_thin_volumes", 1.0, "csi_thin_snapshots", 0.0),
-			wantLists: 2,
+			name: "unhealthy but readable",
+			pool: &fakePool{capacity: space, healthErr: thinpool.ErrUnhealthy, volumes: 1},
+			want: with(full, "csi_thin_pool_healthy", 0.0, "csi_thin_volumes", 1.0, "csi_thin_snapshots", 0.0),
 		},
 		{
 			name: "pool status unreadable",
 			pool: &fakePool{healthErr: thinpool.ErrUnhealthy, capacityErr: errors.New("no such device"), volumes: 3},
 			want: map[string]float64{"csi_thin_pool_healthy": 0, "csi_thin_volumes": 3, "csi_thin_snapshots": 0},
 			// The capacity gauges are left out and the scrape says why.
-			wantErr:   "read the pool's capacity: no such device",
-			wantLists: 2,
+			wantErr: "read the pool's capacity: no such device",
 		},
 		{
-			name:      "database unreadable",
-			pool:      &fakePool{capacity: space, listErr: errors.New("database closed")},
-			want:      with(full, "csi_thin_pool_healthy", 1.0),
-			wantErr:   "count the volumes: database closed",
-			wantLists: 2,
+			name:    "database unreadable",
+			pool:    &fakePool{capacity: space, countErr: errors.New("database closed")},
+			want:    with(full, "csi_thin_pool_healthy", 1.0),
+			wantErr: "count the volumes: database closed",
 		},
 	}
 	for _, c := range cases {
@@ -178,8 +156,10 @@ func TestPoolCollector(t *testing.T) {
 					t.Errorf("%s gathered, not expected", name)
 				}
 			}
-			if c.pool.lists != c.wantLists {
-				t.Errorf("%d List calls, want %d", c.pool.lists, c.wantLists)
+			// One status read for the capacity and the health, and one
+			// count of each kind.
+			if c.pool.statusReads != 1 || c.pool.counts != 2 {
+				t.Errorf("a scrape read the pool status %d times and counted %d times, want 1 and 2", c.pool.statusReads, c.pool.counts)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -302,6 +303,34 @@ func (s *store) scan(prefix, start string, fn func(*Volume) bool) error {
 		}
 		return nil
 	})
+}
+
+// count is the number of records whose ids start with prefix as they
+// stand once the pool has reached committed. It counts keys, without
+// decoding records: only the pending record can be in flight or settled
+// away, and it alone is read.
+func (s *store) count(prefix string, committed uint64) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		p := []byte(prefix)
+		c := tx.Bucket(bucketObjects).Cursor()
+		for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+			n++
+		}
+		id := tx.Bucket(bucketMeta).Get(keyPending)
+		if id == nil || !bytes.HasPrefix(id, p) {
+			return nil
+		}
+		v, err := getTx(tx, string(id))
+		if err != nil || v == nil {
+			return err
+		}
+		if r := v.settled(committed); r == nil || r.State != stateReady {
+			n--
+		}
+		return nil
+	})
+	return n, err
 }
 
 // poolIdentity is what the store remembers of the pool it belongs to, so

@@ -1,0 +1,29 @@
+package thinpool
+
+// Usage is the pool as one read of its status shows it: what the metrics
+// report at each scrape.
+type Usage struct {
+	Capacity
+	// Health is nil while the pool is safe to use, or an ErrUnhealthy that
+	// says why not, as Health reports it.
+	Health error
+}
+
+// Usage reads the pool's status once for both its capacity and its health:
+// each status read commits the pool's metadata. The error is the read's;
+// Health then says so too.
+func (e *Engine) Usage() (Usage, error) {
+	e.poolMu.Lock()
+	defer e.poolMu.Unlock()
+	st, err := e.k.PoolStatus(e.pool)
+	if err != nil {
+		return Usage{Health: e.healthOf(st, err)}, err
+	}
+	return Usage{Capacity: e.capacityLocked(st), Health: e.healthOf(st, nil)}, nil
+}
+
+// Count is the number of volumes or snapshots that List returns, counted
+// from the database's keys without reading the records.
+func (e *Engine) Count(kind Kind) (int, error) {
+	return e.store.count(idPrefix(kind), e.committed.Load())
+}
