@@ -55,6 +55,9 @@ func (e *Engine) ActivateDevice(id string, readOnly bool) (Activation, error) {
 		if err := e.checkActive(name, v); err != nil {
 			return Activation{}, err
 		}
+		if err := e.resumeLeftSuspended(id); err != nil {
+			return Activation{}, err
+		}
 		if info.ReadOnly != readOnly {
 			err = e.changeMode(v, info, readOnly)
 		} else {

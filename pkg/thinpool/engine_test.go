@@ -931,19 +931,34 @@ func TestDeleteOfAThinDeviceAlreadyGone(t *testing.T) {
 }
 
 // TestRetryResumesASourceLeftSuspended: a snapshot or copy of an active
-// volume whose resume fails is taken, and its caller sees the error; the
-// retry, which finds it taken, resumes the source, and fails for as long
-// as the source will not resume. No OK leaves the source suspended.
+// volume whose resume fails is taken, and its caller sees the error. Its
+// retry, which finds it taken, and an activation of the volume resume the
+// volume, and fail for as long as it will not resume: no OK leaves the
+// volume suspended.
 func TestRetryResumesASourceLeftSuspended(t *testing.T) {
 	eio := kerr("resume", "pool-vol", unix.EIO)
+	snapshot := func(e *Engine, srcID string) (string, error) {
+		v, err := e.CreateSnapshot("s", srcID, nil)
+		if err != nil {
+			return "", err
+		}
+		return v.ID, nil
+	}
+	clone := func(e *Engine, srcID string) (string, error) {
+		v, err := e.CreateVolume(CreateRequest{Name: "c", SourceID: srcID})
+		if err != nil {
+			return "", err
+		}
+		return v.ID, nil
+	}
+	activate := func(e *Engine, srcID string) (string, error) { return e.Activate(srcID, false) }
 	cases := []struct {
-		name string
-		take func(e *Engine, srcID string) (*Volume, error)
+		name         string
+		first, retry func(e *Engine, srcID string) (string, error)
 	}{
-		{"snapshot", func(e *Engine, srcID string) (*Volume, error) { return e.CreateSnapshot("s", srcID, nil) }},
-		{"clone", func(e *Engine, srcID string) (*Volume, error) {
-			return e.CreateVolume(CreateRequest{Name: "c", SourceID: srcID})
-		}},
+		{"snapshot, retried", snapshot, snapshot},
+		{"clone, retried", clone, clone},
+		{"snapshot, then activation", snapshot, activate},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -961,8 +976,8 @@ func TestRetryResumesASourceLeftSuspended(t *testing.T) {
 				return info.Suspended
 			}
 			fk.failNext("resume", eio)
-			if _, err := c.take(e, src.ID); !errors.Is(err, unix.EIO) {
-				t.Fatalf("%s with a failing resume: %v, want the kernel's EIO", c.name, err)
+			if _, err := c.first(e, src.ID); !errors.Is(err, unix.EIO) {
+				t.Fatalf("with a failing resume: %v, want the kernel's EIO", err)
 			}
 			if !suspended() {
 				t.Fatal("the source is not suspended after its resume failed")
@@ -970,19 +985,19 @@ func TestRetryResumesASourceLeftSuspended(t *testing.T) {
 
 			// The source still will not resume: the retry fails.
 			fk.failNext("resume", eio)
-			if _, err := c.take(e, src.ID); !errors.Is(err, unix.EIO) || !suspended() {
+			if _, err := c.retry(e, src.ID); !errors.Is(err, unix.EIO) || !suspended() {
 				t.Fatalf("retry while the source will not resume: %v (suspended %v), want the kernel's EIO", err, suspended())
 			}
 			// It resumes: the retry returns what was taken.
-			v, err := c.take(e, src.ID)
+			got, err := c.retry(e, src.ID)
 			if err != nil {
 				t.Fatalf("retry: %v", err)
 			}
 			if suspended() {
-				t.Fatalf("the retry returned %s, and the source is still suspended", v.ID)
+				t.Fatalf("the retry returned %s, and the source is still suspended", got)
 			}
-			if again, err := c.take(e, src.ID); err != nil || again.ID != v.ID {
-				t.Fatalf("a further retry gave %v, %v; want %s", again, err, v.ID)
+			if again, err := c.retry(e, src.ID); err != nil || again != got {
+				t.Fatalf("a further retry gave %q, %v; want %s", again, err, got)
 			}
 			checkAgreement(t, e, fk)
 		})

@@ -89,7 +89,7 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 				ErrExists, req.Name, v.SizeBytes, v.SourceID, size, req.SourceID)
 		}
 		if src != nil {
-			if err := e.resumeSource(src.ID); err != nil {
+			if err := e.resumeLeftSuspended(src.ID); err != nil {
 				return nil, fmt.Errorf("create volume %q: %w", req.Name, err)
 			}
 		}
@@ -137,7 +137,7 @@ func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string)
 		if v.SourceID != sourceID {
 			return nil, fmt.Errorf("%w: snapshot %q is of %s, not %s", ErrExists, name, v.SourceID, sourceID)
 		}
-		if err := e.resumeSource(sourceID); err != nil {
+		if err := e.resumeLeftSuspended(sourceID); err != nil {
 			return nil, fmt.Errorf("snapshot %q of %s: %w", name, sourceID, err)
 		}
 		return v, nil
@@ -200,12 +200,13 @@ func (e *Engine) snapshotThin(id uint32, src *Volume, suspended interface{ Hit()
 	return nil, snapErr
 }
 
-// resumeSource resumes the active device of a snapshot's or copy's source
-// that the snapshot left suspended because it would not resume then: the
-// retry of that snapshot or copy, which finds it taken, answers OK only
-// once the source is resumed. Changes to a volume hold its lock, so no
-// other operation of the engine has it suspended meanwhile.
-func (e *Engine) resumeSource(id string) error {
+// resumeLeftSuspended resumes the active device of id if a snapshot of it
+// left it suspended because it would not resume then: the retry of that
+// snapshot or copy, which finds it taken, and an activation of the
+// volume answer OK only once it is resumed. Operations on a volume hold
+// its lock, so no other operation of the engine has it suspended
+// meanwhile.
+func (e *Engine) resumeLeftSuspended(id string) error {
 	name := e.dmName(id)
 	info, err := e.k.Info(name)
 	if err != nil {
