@@ -51,7 +51,8 @@ func TestEngineDeleteThinDeviceAlreadyGone(t *testing.T) {
 // TestEngineSnapshotRetryResumesOrigin retries a snapshot of an active
 // volume whose origin was left suspended, as a resume that failed after
 // create_snap leaves it: the retry finds the snapshot taken, resumes the
-// origin, and I/O to the origin completes again.
+// origin, and I/O to the origin completes again; so does an activation of
+// the origin.
 func TestEngineSnapshotRetryResumesOrigin(t *testing.T) {
 	cfg := ekLoopConfig(t, 256*ekMiB)
 	e := ekOpen(t, cfg)
@@ -85,4 +86,17 @@ func TestEngineSnapshotRetryResumesOrigin(t *testing.T) {
 	if got := ekReadDevice(t, path, 0, len(want)); !bytes.Equal(got, want) {
 		t.Fatal("the origin does not read back what was written after the retry")
 	}
+
+	// An activation of the origin, as a stage after the failed snapshot
+	// would do, resumes it too.
+	if err := ctl.Suspend(name, dm.SuspendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if again := ekActivate(t, e, v); again != path {
+		t.Fatalf("activated again at %s, was %s", again, path)
+	}
+	if info, err := ctl.Info(name); err != nil || info.Suspended {
+		t.Fatalf("origin after its activation returned OK: %+v %v; want it resumed", info, err)
+	}
+	ekWriteDevice(t, path, 64*ekKiB, want)
 }
