@@ -4,8 +4,8 @@ package thinpool
 // report at each scrape.
 type Usage struct {
 	Capacity
-	// Health is nil while the pool is safe to use, or an ErrUnhealthy that
-	// says why not, as Health reports it.
+	// Health is what Health returns for the same status read: nil while
+	// the pool is healthy, else an error that says why not.
 	Health error
 }
 
