@@ -303,10 +303,11 @@ func parseUsedTotal(s string) (used, total uint64, err error) {
 	return used, total, nil
 }
 
-// Healthy returns nil when the pool is safe to provision from, or an error
+// Usable returns nil when the pool's metadata may change, or an error
 // naming why not: fail mode, unreadable metadata, metadata that needs
-// checking, read-only mode, or no free data space.
-func (s PoolStatus) Healthy() error {
+// checking, read-only mode. A pool out of data space is usable: the
+// kernel takes its messages, and a delete frees blocks.
+func (s PoolStatus) Usable() error {
 	switch {
 	case s.Fail:
 		return fmt.Errorf("thin-pool is in fail mode: all I/O fails; repair the metadata with thin_repair and reload the pool")
@@ -316,10 +317,20 @@ func (s PoolStatus) Healthy() error {
 		return fmt.Errorf("thin-pool metadata needs_check: deactivate the pool and run thin_check (and thin_repair if it fails)")
 	case s.Mode == PoolModeReadOnly:
 		return fmt.Errorf("thin-pool is read-only: it was loaded read_only, ran out of metadata space or hit a metadata error; see the kernel log")
-	case s.Mode == PoolModeOutOfDataSpace:
-		return fmt.Errorf("thin-pool is out of data space (%d/%d blocks used): grow the data device or free blocks", s.DataUsed, s.DataTotal)
-	case s.Mode != PoolModeReadWrite:
+	case s.Mode != PoolModeReadWrite && s.Mode != PoolModeOutOfDataSpace:
 		return fmt.Errorf("thin-pool mode %q is unknown: want rw", s.Mode)
+	}
+	return nil
+}
+
+// Healthy returns nil when the pool is safe to provision from: Usable and
+// not out of data space.
+func (s PoolStatus) Healthy() error {
+	if err := s.Usable(); err != nil {
+		return err
+	}
+	if s.Mode == PoolModeOutOfDataSpace {
+		return fmt.Errorf("thin-pool is out of data space (%d/%d blocks used): grow the data device or free blocks", s.DataUsed, s.DataTotal)
 	}
 	return nil
 }

@@ -305,6 +305,7 @@ func TestPoolStatusHealthy(t *testing.T) {
 		{"needs check and read-only", PoolStatus{Mode: PoolModeReadOnly, NeedsCheck: true}, "needs_check"},
 		{"read-only", PoolStatus{Mode: PoolModeReadOnly}, "read-only"},
 		{"out of data space", PoolStatus{Mode: PoolModeOutOfDataSpace, DataUsed: 10, DataTotal: 10}, "out of data space (10/10"},
+		{"out of data space and read-only", PoolStatus{Mode: PoolModeReadOnly, DataUsed: 10, DataTotal: 10}, "read-only"},
 		{"unknown mode", PoolStatus{}, "unknown"},
 	}
 	for _, tt := range tests {
@@ -314,10 +315,17 @@ func TestPoolStatusHealthy(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Healthy() = %v, want nil", err)
 				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			} else if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Healthy() = %v, want an error containing %q", err, tt.wantErr)
+			}
+			// Usable is Healthy but for a pool that is only out of data
+			// space: its metadata may still change.
+			usable := tt.st.Usable()
+			if wantUsable := err == nil || tt.st.Mode == PoolModeOutOfDataSpace; (usable == nil) != wantUsable {
+				t.Fatalf("Usable() = %v, want usable=%v", usable, wantUsable)
+			}
+			if usable != nil && usable.Error() != err.Error() {
+				t.Fatalf("Usable() = %v, Healthy() = %v: want the same reason", usable, err)
 			}
 		})
 	}

@@ -16,7 +16,8 @@ type Capacity struct {
 	// PromisedBytes is the sum of the sizes of every volume and snapshot.
 	PromisedBytes uint64
 	// AvailableBytes is the largest volume that may be created now: what
-	// the budget has left, or 0 while free space is below a reserve.
+	// the budget has left, or 0 while free space is below a reserve or the
+	// pool is out of data space.
 	AvailableBytes uint64
 }
 
@@ -40,7 +41,7 @@ func (e *Engine) capacityLocked(st dm.PoolStatus) Capacity {
 		PromisedBytes: e.promised,
 	}
 	c.BudgetBytes = uint64(float64(c.DataBytes) * e.cfg.OverprovisionRatio)
-	if c.BudgetBytes > c.PromisedBytes && e.reserveErr(c) == nil {
+	if c.BudgetBytes > c.PromisedBytes && e.reserveErr(c) == nil && st.Mode != dm.PoolModeOutOfDataSpace {
 		c.AvailableBytes = c.BudgetBytes - c.PromisedBytes
 	}
 	return c
@@ -62,6 +63,9 @@ func (e *Engine) reserveErr(c Capacity) error {
 // checkCapacityLocked refuses a new promise of size bytes that the pool
 // cannot keep.
 func (e *Engine) checkCapacityLocked(st dm.PoolStatus, size uint64) error {
+	if st.Mode == dm.PoolModeOutOfDataSpace {
+		return e.healthOf(st, nil)
+	}
 	c := e.capacityLocked(st)
 	if err := e.reserveErr(c); err != nil {
 		return err

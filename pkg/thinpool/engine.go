@@ -58,7 +58,7 @@ func (e *Engine) start() error {
 	if err := e.resumeSuspended(); err != nil {
 		return err
 	}
-	if err := e.Health(); err != nil {
+	if err := e.changeableOf(e.k.PoolStatus(e.pool)); err != nil {
 		// Recovery changes the pool; an unhealthy pool is left alone and
 		// every change refused until it is repaired. Its records are
 		// still shown as the pool's transaction id has them, so that the
@@ -126,8 +126,11 @@ func (e *Engine) Close() error {
 	return err
 }
 
-// Health returns nil when the pool is safe to use, or an ErrUnhealthy that
-// says why and what to do.
+// Health returns nil when the pool is healthy. Otherwise its error says
+// why and what to do, and PoolState names the state: ErrNoSpace while the
+// pool is out of data space (it still takes deletes, which free space),
+// ErrUnhealthy while it takes no change at all (read-only, needs_check,
+// fail, or a status that cannot be read).
 func (e *Engine) Health() error {
 	return e.healthOf(e.k.PoolStatus(e.pool))
 }
@@ -135,10 +138,23 @@ func (e *Engine) Health() error {
 // healthOf judges a status read of the pool.
 func (e *Engine) healthOf(st dm.PoolStatus, err error) error {
 	if err != nil {
-		return fmt.Errorf("%w: cannot read the status of pool %s: %w", ErrUnhealthy, e.pool, err)
+		return &stateError{StateUnreadable, fmt.Errorf("%w: cannot read the status of pool %s: %w", ErrUnhealthy, e.pool, err)}
 	}
-	if err := st.Healthy(); err != nil {
-		return fmt.Errorf("%w: pool %s: %w", ErrUnhealthy, e.pool, err)
+	if err := st.Usable(); err != nil {
+		return &stateError{stateOf(st), fmt.Errorf("%w: pool %s: %w", ErrUnhealthy, e.pool, err)}
+	}
+	if st.Mode == dm.PoolModeOutOfDataSpace {
+		return &stateError{StateOutOfDataSpace, fmt.Errorf("%w: pool %s is out of data space (%d of %d blocks used): "+
+			"delete volumes or snapshots to free blocks, or grow the pool; deletes still work", ErrNoSpace, e.pool, st.DataUsed, st.DataTotal)}
+	}
+	return nil
+}
+
+// changeableOf is healthOf for changes that need no data space, such as a
+// delete: only a pool whose metadata may not change refuses them.
+func (e *Engine) changeableOf(st dm.PoolStatus, err error) error {
+	if err := e.healthOf(st, err); errors.Is(err, ErrUnhealthy) {
+		return err
 	}
 	return nil
 }
@@ -184,7 +200,9 @@ func (e *Engine) BlockSizeBytes() uint64 { return uint64(e.blockSectors) * secto
 
 // Condition reports whether a volume is healthy: it exists, its pool is
 // healthy and, when it is active on this node, its device has not failed.
-// The error says what is wrong; ErrNotFound for an unknown id.
+// The error says what is wrong: ErrNotFound for an unknown id, Health's
+// error for its pool (ErrNoSpace for a full one), ErrUnhealthy for a
+// failed device.
 func (e *Engine) Condition(id string) error {
 	if _, err := e.Get(id); err != nil {
 		return err

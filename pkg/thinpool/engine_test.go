@@ -619,13 +619,17 @@ func mustByName2(e *Engine, name string) string {
 
 func TestUnhealthyPoolRefusesChanges(t *testing.T) {
 	cases := []struct {
-		name string
-		set  func(*dm.PoolStatus)
+		name  string
+		set   func(*dm.PoolStatus)
+		state string
 	}{
-		{"read-only", func(s *dm.PoolStatus) { s.Mode = dm.PoolModeReadOnly }},
-		{"out of data space", func(s *dm.PoolStatus) { s.Mode = dm.PoolModeOutOfDataSpace }},
-		{"needs_check", func(s *dm.PoolStatus) { s.NeedsCheck = true }},
-		{"fail", func(s *dm.PoolStatus) { *s = dm.PoolStatus{Fail: true} }},
+		{"read-only", func(s *dm.PoolStatus) { s.Mode = dm.PoolModeReadOnly }, StateReadOnly},
+		{"out of data space and read-only", func(s *dm.PoolStatus) {
+			s.Mode, s.DataUsed = dm.PoolModeReadOnly, s.DataTotal
+		}, StateReadOnly},
+		{"needs_check", func(s *dm.PoolStatus) { s.NeedsCheck = true }, StateNeedsCheck},
+		{"fail", func(s *dm.PoolStatus) { *s = dm.PoolStatus{Fail: true} }, StateFail},
+		{"error", func(s *dm.PoolStatus) { *s = dm.PoolStatus{Error: true} }, StateError},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -635,8 +639,8 @@ func TestUnhealthyPoolRefusesChanges(t *testing.T) {
 			fk.mu.Lock()
 			c.set(&fk.status)
 			fk.mu.Unlock()
-			if err := e.Health(); !errors.Is(err, ErrUnhealthy) {
-				t.Fatalf("health: %v", err)
+			if err := e.Health(); !errors.Is(err, ErrUnhealthy) || PoolState(err) != c.state {
+				t.Fatalf("health: %v (state %s), want ErrUnhealthy in state %s", err, PoolState(err), c.state)
 			}
 			if _, err := e.CreateVolume(CreateRequest{Name: "w", SizeBytes: gib}); !errors.Is(err, ErrUnhealthy) {
 				t.Fatalf("create on an unhealthy pool: %v", err)
@@ -652,6 +656,61 @@ func TestUnhealthyPoolRefusesChanges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A pool out of data space takes deletes, of volumes and snapshots, and
+// refuses what needs space (creates, snapshots, copies, expansions) with
+// ErrNoSpace; an engine that starts on it recovers as usual.
+func TestFullPoolTakesDeletesRefusesCreates(t *testing.T) {
+	fk := newFakeKernel()
+	e := testEngine(t, fk)
+	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
+	w, _ := e.CreateVolume(CreateRequest{Name: "w", SizeBytes: gib})
+	s, _ := e.CreateSnapshot("s", v.ID, nil)
+	fk.mu.Lock()
+	fk.status.Mode, fk.status.DataUsed = dm.PoolModeOutOfDataSpace, fk.status.DataTotal
+	fk.mu.Unlock()
+
+	err := e.Health()
+	if !errors.Is(err, ErrNoSpace) || errors.Is(err, ErrUnhealthy) || PoolState(err) != StateOutOfDataSpace {
+		t.Fatalf("health of a full pool: %v (state %s), want ErrNoSpace, not ErrUnhealthy", err, PoolState(err))
+	}
+	if !strings.Contains(err.Error(), "delete volumes or snapshots") {
+		t.Fatalf("health of a full pool does not say what to do: %v", err)
+	}
+	refused := map[string]func() error{
+		"create":   func() error { _, err := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib}); return err },
+		"snapshot": func() error { _, err := e.CreateSnapshot("x", v.ID, nil); return err },
+		"restore":  func() error { _, err := e.CreateVolume(CreateRequest{Name: "r", SourceID: s.ID}); return err },
+		"clone":    func() error { _, err := e.CreateVolume(CreateRequest{Name: "c", SourceID: v.ID}); return err },
+		"expand":   func() error { _, err := e.Expand(v.ID, 2*gib); return err },
+	}
+	for op, f := range refused {
+		if err := f(); !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "out of data space") {
+			t.Errorf("%s on a full pool: %v, want ErrNoSpace saying the pool is out of data space", op, err)
+		}
+	}
+	if c, err := e.Capacity(); err != nil || c.AvailableBytes != 0 {
+		t.Fatalf("capacity of a full pool %+v (%v): want nothing available", c, err)
+	}
+	if got, _ := e.Get(v.ID); got.SizeBytes != gib {
+		t.Fatalf("a refused expansion changed %s: %+v", v.ID, got)
+	}
+
+	// The engine restarts on the full pool and still takes deletes.
+	e = restart(t, e, fk)
+	for _, id := range []string{s.ID, w.ID} {
+		if err := e.Delete(id); err != nil {
+			t.Fatalf("delete %s on a full pool: %v", id, err)
+		}
+		if _, err := e.Get(id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s after its delete: %v", id, err)
+		}
+	}
+	if c, _ := e.Capacity(); c.PromisedBytes != gib {
+		t.Fatalf("promised %d bytes after the deletes, want the %d of the one volume left", c.PromisedBytes, uint64(gib))
+	}
+	checkAgreement(t, e, fk)
 }
 
 func TestStartResumesDevicesLeftSuspended(t *testing.T) {

@@ -102,23 +102,49 @@ func (e *Engine) journaled(c change) error {
 	if c.done != nil {
 		c.done(v)
 	}
+	if st.Mode == dm.PoolModeOutOfDataSpace {
+		e.afterFullLocked(v)
+	}
 	klog.V(2).InfoS("Pool change committed", "id", v.ID, "name", v.Name, "thinID", v.ThinID, "state", v.State, "transaction", tx)
 	return late
 }
 
-// usableLocked refuses changes to an unhealthy pool and finishes the
-// recovery a failed change left behind. It returns the pool's status, read
-// once for both the health and the capacity checks of a change (a status
-// read commits the pool's metadata).
+// usableLocked refuses changes to a pool whose metadata may not change
+// and finishes the recovery a failed change left behind. A pool out of
+// data space takes changes: the ones that need space refuse it in their
+// capacity check. It returns the pool's status, read once for both the
+// health and the capacity checks of a change (a status read commits the
+// pool's metadata).
 func (e *Engine) usableLocked() (dm.PoolStatus, error) {
 	st, err := e.k.PoolStatus(e.pool)
-	if err := e.healthOf(st, err); err != nil {
+	if err := e.changeableOf(st, err); err != nil {
 		return st, err
 	}
 	if e.dirty {
 		return st, e.recoverLocked()
 	}
 	return st, nil
+}
+
+// afterFullLocked follows a change (a delete) to a pool that was out of
+// data space. The kernel puts such a pool back in write mode, and
+// resubmits the writes it queued, at a metadata commit that finds free
+// data blocks (check_for_data_space in drivers/md/dm-thin.c). The delete's
+// messages commit; the status read commits again and tells whether the
+// delete freed anything: blocks shared with snapshots or copies stay
+// allocated, and queued writes may take the freed blocks at once.
+func (e *Engine) afterFullLocked(v *Volume) {
+	st, err := e.k.PoolStatus(e.pool)
+	switch {
+	case err != nil:
+		klog.ErrorS(err, "Could not read the status of the pool after freeing space", "pool", e.pool, "id", v.ID)
+	case st.Mode == dm.PoolModeReadWrite:
+		klog.InfoS("The pool has free data space again and is back in write mode", "pool", e.pool, "id", v.ID,
+			"usedBlocks", st.DataUsed, "totalBlocks", st.DataTotal)
+	default:
+		klog.InfoS("The pool is still out of data space: the change freed no block, or writes took them", "pool", e.pool,
+			"id", v.ID, "mode", st.Mode, "usedBlocks", st.DataUsed, "totalBlocks", st.DataTotal)
+	}
 }
 
 // recoverLocked brings the records and the pool into agreement after a
