@@ -12,23 +12,35 @@ import (
 
 // Reasons of the health entries of an unhealthy volume.
 const (
-	// reasonPoolUnhealthy: the node's thin pool is failed, read-only, out
-	// of space or needs a metadata check.
+	// reasonPoolUnhealthy: the node's thin pool is failed, read-only or
+	// needs a metadata check.
 	reasonPoolUnhealthy = "PoolUnhealthy"
+	// reasonPoolFull: the node's thin pool is out of data space: the
+	// volume reads, but writes to blocks it has not written before fail
+	// or wait until space is freed.
+	reasonPoolFull = "PoolFull"
 	// reasonThinDeviceFailed: the pool is fine but the volume's active
 	// thin device reports failure, or its status cannot be read.
 	reasonThinDeviceFailed = "ThinDeviceFailed"
 )
 
 // health turns a volume's condition, the error of the engine's Condition,
-// into its CSI health: no entries when healthy, one INACCESSIBLE entry
-// whose message is the engine's (what is wrong and what to do) when it is
-// ErrUnhealthy. poolUnhealthy says whether the pool itself is. Any other
+// into its CSI health: no entries when healthy; one DEGRADED entry when
+// its pool is full (ErrNoSpace); one INACCESSIBLE entry when it is
+// ErrUnhealthy. The entry's message is the engine's (what is wrong and
+// what to do). poolUnhealthy says whether the pool itself is. Any other
 // error, ErrNotFound included, is returned.
 func health(id string, condition error, poolUnhealthy bool) (*csi.VolumeHealth, error) {
 	h := &csi.VolumeHealth{VolumeId: id}
 	switch {
 	case condition == nil:
+		return h, nil
+	case errors.Is(condition, thinpool.ErrNoSpace):
+		h.HealthStatuses = []*csi.VolumeHealth_VolumeHealthEntry{{
+			Status:  csi.VolumeHealthErrorType_DEGRADED,
+			Reason:  reasonPoolFull,
+			Message: condition.Error(),
+		}}
 		return h, nil
 	case !errors.Is(condition, thinpool.ErrUnhealthy):
 		return nil, condition

@@ -11,6 +11,7 @@ import (
 
 func TestHealth(t *testing.T) {
 	poolErr := fmt.Errorf("%w: pool p: thin-pool is read-only: see the kernel log", thinpool.ErrUnhealthy)
+	fullErr := fmt.Errorf("%w: pool p is out of data space (10 of 10 blocks used): delete volumes or snapshots", thinpool.ErrNoSpace)
 	devErr := fmt.Errorf("%w: the thin device of vol-1 reports failure: see the kernel log (dmesg)", thinpool.ErrUnhealthy)
 	notFound := fmt.Errorf("%w: no volume or snapshot has id %q", thinpool.ErrNotFound, "vol-1")
 	other := fmt.Errorf("database is closed")
@@ -21,10 +22,12 @@ func TestHealth(t *testing.T) {
 		poolUnhealthy bool
 		wantErr       error
 		reason        string
+		status        csi.VolumeHealthErrorType
 	}{
 		{name: "healthy", condition: nil},
-		{name: "pool unhealthy", condition: poolErr, poolUnhealthy: true, reason: reasonPoolUnhealthy},
-		{name: "device failed", condition: devErr, reason: reasonThinDeviceFailed},
+		{name: "pool unhealthy", condition: poolErr, poolUnhealthy: true, reason: reasonPoolUnhealthy, status: csi.VolumeHealthErrorType_INACCESSIBLE},
+		{name: "pool full", condition: fullErr, poolUnhealthy: true, reason: reasonPoolFull, status: csi.VolumeHealthErrorType_DEGRADED},
+		{name: "device failed", condition: devErr, reason: reasonThinDeviceFailed, status: csi.VolumeHealthErrorType_INACCESSIBLE},
 		{name: "gone", condition: notFound, wantErr: notFound},
 		{name: "cannot tell", condition: other, wantErr: other},
 	}
@@ -51,8 +54,8 @@ func TestHealth(t *testing.T) {
 			continue
 		}
 		e := h.GetHealthStatuses()[0]
-		if e.GetStatus() != csi.VolumeHealthErrorType_INACCESSIBLE || e.GetReason() != tt.reason || e.GetMessage() != tt.condition.Error() {
-			t.Errorf("%s: entry %v, want INACCESSIBLE %s with the engine's message", tt.name, e, tt.reason)
+		if e.GetStatus() != tt.status || e.GetReason() != tt.reason || e.GetMessage() != tt.condition.Error() {
+			t.Errorf("%s: entry %v, want %s %s with the engine's message", tt.name, e, tt.status, tt.reason)
 		}
 	}
 }

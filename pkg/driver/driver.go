@@ -48,7 +48,7 @@ func New(opts Options) (*Driver, error) {
 		d.metrics = newMetrics(engine)
 	}
 	d.server = grpc.NewServer(grpc.ChainUnaryInterceptor(d.interceptors()...))
-	csi.RegisterIdentityServer(d.server, &identity{engine: engine})
+	csi.RegisterIdentityServer(d.server, &identity{})
 	csi.RegisterControllerServer(d.server, controller.New(engine, opts.NodeID))
 	csi.RegisterNodeServer(d.server, node.New(node.Options{Engine: engine, NodeID: opts.NodeID, MaxVolumes: opts.MaxVolumes}))
 	return d, nil

@@ -5,9 +5,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-	"k8s.io/klog/v2"
 
-	"github.com/csi-thin/csi-thin/pkg/thinpool"
 	"github.com/csi-thin/csi-thin/pkg/volcap"
 )
 
@@ -18,7 +16,6 @@ var Version = "dev"
 // identity is the CSI identity service.
 type identity struct {
 	csi.UnimplementedIdentityServer
-	engine *thinpool.Engine
 }
 
 func (s *identity) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
@@ -38,12 +35,12 @@ func (s *identity) GetPluginCapabilities(context.Context, *csi.GetPluginCapabili
 	}}, nil
 }
 
-// Probe is ready while the pool is healthy. An unhealthy pool fails the
-// probe with the reason, which the livenessprobe sidecar logs.
+// Probe says whether the plugin can serve, and it can once it is up: in
+// every state of the pool (full, read-only, needs_check, failed) it still
+// answers, deletes on a full pool included, and a restart would fix none
+// of them. The pool's state is for NodeGetStorageHealth, the volume
+// health calls and the metrics, so that a liveness probe never restarts
+// the plugin over a full or damaged pool.
 func (s *identity) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
-	if err := s.engine.Health(); err != nil {
-		klog.ErrorS(err, "Probe: the pool is unhealthy")
-		return nil, err
-	}
 	return &csi.ProbeResponse{Ready: wrapperspb.Bool(true)}, nil
 }

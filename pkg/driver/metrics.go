@@ -137,7 +137,10 @@ var (
 	descAvailableBytes = prometheus.NewDesc("csi_thin_pool_available_bytes",
 		"Largest volume that may be created now: what the budget has left, or 0 while free space is below a reserve.", nil, nil)
 	descHealthy = prometheus.NewDesc("csi_thin_pool_healthy",
-		"1 while the thin pool is healthy, 0 while it has failed, is read-only or cannot be read (see the driver's log).", nil, nil)
+		"1 while the thin pool is healthy, 0 while it is full, read-only, needs_check, failed or cannot be read: csi_thin_pool_mode says which.", nil, nil)
+	descMode = prometheus.NewDesc("csi_thin_pool_mode",
+		"1 for the state the thin pool is in, 0 for the others: rw (healthy); out_of_data_space (full: deletes work, creates are refused); "+
+			"read_only, needs_check, fail or error (no change is taken; see the driver's log for what to run); unreadable.", []string{"mode"}, nil)
 	descVolumes = prometheus.NewDesc("csi_thin_volumes",
 		"Volumes in the pool, restores and clones included.", nil, nil)
 	descSnapshots = prometheus.NewDesc("csi_thin_snapshots",
@@ -152,7 +155,7 @@ type poolCollector struct{ pool poolReader }
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descDataBytes, descDataUsedBytes, descMetadataBytes, descMetadataUsedBytes,
-		descPromisedBytes, descBudgetBytes, descAvailableBytes, descHealthy, descVolumes, descSnapshots,
+		descPromisedBytes, descBudgetBytes, descAvailableBytes, descHealthy, descMode, descVolumes, descSnapshots,
 	} {
 		ch <- d
 	}
@@ -166,6 +169,14 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		healthy = 0
 	}
 	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, healthy)
+	mode := thinpool.PoolState(usage.Health)
+	for _, m := range thinpool.PoolStates {
+		v := 0.0
+		if m == mode {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descMode, prometheus.GaugeValue, v, m)
+	}
 
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descDataBytes, fmt.Errorf("read the pool's capacity: %w", err))

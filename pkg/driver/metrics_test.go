@@ -165,6 +165,41 @@ func TestPoolCollector(t *testing.T) {
 	}
 }
 
+// csi_thin_pool_mode is 1 for the pool's state alone: a full pool is told
+// from a failed one.
+func TestPoolModeGauge(t *testing.T) {
+	cases := []struct {
+		health error
+		want   string
+	}{
+		{nil, thinpool.StateReadWrite},
+		{fmt.Errorf("create: %w", thinpool.ErrNoSpace), thinpool.StateOutOfDataSpace},
+		{thinpool.ErrUnhealthy, thinpool.StateUnreadable},
+	}
+	for _, c := range cases {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(&poolCollector{pool: &fakePool{healthErr: c.health}})
+		mfs, _ := reg.Gather()
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() != "csi_thin_pool_mode" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+		if len(got) != len(thinpool.PoolStates) {
+			t.Errorf("health %v: modes %v, want one for each of %v", c.health, got, thinpool.PoolStates)
+		}
+		for mode, v := range got {
+			if want := mode == c.want; (v == 1) != want || (v != 0 && v != 1) {
+				t.Errorf("health %v: csi_thin_pool_mode{mode=%q} = %v, want 1 for %s alone", c.health, mode, v, c.want)
+			}
+		}
+	}
+}
+
 // fakeServices answer with the error each test case sets, and
 // NodeStageVolume blocks until released, to have a call in flight.
 type fakeServices struct {
@@ -431,7 +466,7 @@ func TestMetricNames(t *testing.T) {
 		"csi_thin_build_info", "csi_thin_call_duration_seconds", "csi_thin_calls_total",
 		"csi_thin_pool_available_bytes", "csi_thin_pool_budget_bytes", "csi_thin_pool_data_bytes",
 		"csi_thin_pool_data_used_bytes", "csi_thin_pool_healthy", "csi_thin_pool_metadata_bytes",
-		"csi_thin_pool_metadata_used_bytes", "csi_thin_pool_promised_bytes", "csi_thin_snapshots", "csi_thin_volumes",
+		"csi_thin_pool_metadata_used_bytes", "csi_thin_pool_mode", "csi_thin_pool_promised_bytes", "csi_thin_snapshots", "csi_thin_volumes",
 	}
 	if !slices.Equal(ours, want) {
 		t.Errorf("metrics\n%q\nwant\n%q", ours, want)

@@ -85,8 +85,10 @@ func (s *Server) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.Nod
 	}, nil
 }
 
-// NodeGetVolumeHealth reports the engine's condition of a volume: healthy,
-// or inaccessible with the reason when its pool or thin device has failed.
+// NodeGetVolumeHealth reports the engine's condition of a volume: healthy;
+// degraded while its pool is full (it reads, but new blocks cannot be
+// written); or inaccessible with the reason when its pool or thin device
+// has failed.
 func (s *Server) NodeGetVolumeHealth(_ context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
 	id := req.GetVolumeId()
 	if id == "" {
@@ -95,6 +97,13 @@ func (s *Server) NodeGetVolumeHealth(_ context.Context, req *csi.NodeGetVolumeHe
 	health := &csi.VolumeHealth{VolumeId: id}
 	err := s.engine.Condition(id)
 	switch {
+	case errors.Is(err, thinpool.ErrNoSpace):
+		klog.V(2).InfoS("Volume's pool is full", "volumeID", id, "err", err)
+		health.HealthStatuses = []*csi.VolumeHealth_VolumeHealthEntry{{
+			Status:  csi.VolumeHealthErrorType_DEGRADED,
+			Reason:  "PoolFull",
+			Message: err.Error(),
+		}}
 	case errors.Is(err, thinpool.ErrUnhealthy):
 		klog.V(2).InfoS("Volume is unhealthy", "volumeID", id, "err", err)
 		health.HealthStatuses = []*csi.VolumeHealth_VolumeHealthEntry{{
@@ -217,14 +226,19 @@ func isBlockDevice(fi os.FileInfo) bool {
 
 // NodeGetStorageHealth reports the node's pool: no entries while it is
 // healthy; one STORAGE_DEGRADED entry, with the reason and what to do,
-// while it is not (read-only, out of space, needs_check or failed), since
-// the volumes already on it may still be read.
+// while it is not, since the volumes already on it may still be read:
+// PoolFull while it is out of data space (deletes still work),
+// PoolUnhealthy while it is read-only, needs_check or failed.
 func (s *Server) NodeGetStorageHealth(context.Context, *csi.NodeGetStorageHealthRequest) (*csi.NodeGetStorageHealthResponse, error) {
 	resp := &csi.NodeGetStorageHealthResponse{}
 	if err := s.engine.Health(); err != nil {
+		reason := "PoolUnhealthy"
+		if errors.Is(err, thinpool.ErrNoSpace) {
+			reason = "PoolFull"
+		}
 		resp.BackendHealth = append(resp.BackendHealth, &csi.NodeGetStorageHealthResponse_StorageBackendHealth{
 			Status:  csi.StorageHealthErrorType_STORAGE_DEGRADED,
-			Reason:  "PoolUnhealthy",
+			Reason:  reason,
 			Message: err.Error(),
 		})
 	}

@@ -32,14 +32,17 @@ func (e *stateError) Error() string { return e.err.Error() }
 func (e *stateError) Unwrap() error { return e.err }
 
 // PoolState is the state of the pool as an error of Health names it:
-// StateReadWrite for nil.
+// StateReadWrite for nil; for an error that names none, what its sentinel
+// says, StateUnreadable when it says nothing.
 func PoolState(health error) string {
-	if health == nil {
-		return StateReadWrite
-	}
 	var se *stateError
-	if errors.As(health, &se) {
+	switch {
+	case health == nil:
+		return StateReadWrite
+	case errors.As(health, &se):
 		return se.state
+	case errors.Is(health, ErrNoSpace):
+		return StateOutOfDataSpace
 	}
 	return StateUnreadable
 }
