@@ -863,3 +863,43 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("Dockerfile has %d stages, want a build stage and a runtime stage", n)
 	}
 }
+
+// TestLivenessProbeIsTheCSIProbe checks that the one probe that can
+// restart csi-thin is the driver's CSI Probe, by way of the livenessprobe
+// sidecar on csi-thin's socket, and nothing that reads the pool (no exec
+// probe, no readiness or startup probe): since Probe answers in every
+// state of the pool (test/flows runs it on a really full pool), a full or
+// damaged pool cannot get the plugin restarted.
+func TestLivenessProbeIsTheCSIProbe(t *testing.T) {
+	forEachDaemonSet(t, func(t *testing.T, _ valueSet, _ expectation, ds *appsv1.DaemonSet) {
+		c := mustContainer(t, ds, "csi-thin")
+		if c.ReadinessProbe != nil || c.StartupProbe != nil {
+			t.Errorf("csi-thin has a readiness or startup probe (%+v, %+v): only the CSI Probe may judge it", c.ReadinessProbe, c.StartupProbe)
+		}
+		probe := c.LivenessProbe
+		if probe == nil || probe.HTTPGet == nil || probe.Exec != nil || probe.GRPC != nil || probe.TCPSocket != nil {
+			t.Fatalf("csi-thin livenessProbe %+v, want only an HTTP GET to the livenessprobe sidecar", probe)
+		}
+		var port int32
+		for _, p := range c.Ports {
+			if p.Name == probe.HTTPGet.Port.String() || strconv.Itoa(int(p.ContainerPort)) == probe.HTTPGet.Port.String() {
+				port = p.ContainerPort
+			}
+		}
+		lp := mustContainer(t, ds, "livenessprobe")
+		f := flags(t, lp)
+		if _, lport, err := net.SplitHostPort(f["http-endpoint"]); err != nil || lport != strconv.Itoa(int(port)) {
+			t.Errorf("csi-thin's liveness probe goes to port %d, livenessprobe serves %q (%v)", port, f["http-endpoint"], err)
+		}
+		if want := strings.TrimPrefix(flags(t, c)["endpoint"], "unix://"); f["csi-address"] != want {
+			t.Errorf("livenessprobe calls Probe on %q, csi-thin serves %q", f["csi-address"], want)
+		}
+		for _, o := range ds.Spec.Template.Spec.Containers {
+			for _, p := range []*corev1.Probe{o.LivenessProbe, o.ReadinessProbe, o.StartupProbe} {
+				if p != nil && p.Exec != nil {
+					t.Errorf("container %s has an exec probe %q: probes go through the CSI Probe", o.Name, p.Exec.Command)
+				}
+			}
+		}
+	})
+}

@@ -286,7 +286,8 @@ spec:
         {{- end }}
 
         # Serves /healthz for the csi-thin container's liveness probe by
-        # calling the driver's Probe, which checks the pool's health.
+        # calling the driver's Probe, which answers while the plugin serves,
+        # whatever the pool's state: a full or damaged pool never restarts it.
         - name: livenessprobe
           image: {{ include "csi-thin.image" (list $sidecars.livenessProbe.image "") }}
           imagePullPolicy: {{ $sidecars.livenessProbe.image.pullPolicy }}
