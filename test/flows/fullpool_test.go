@@ -39,10 +39,11 @@ func writeDirect(t *testing.T, path string, n int, seed byte) (int, error) {
 
 // On a 64 MiB pool filled through a block volume, the real binary stays
 // live (Probe OK, also after a restart on the full pool), reports the pool
-// full, refuses creates with ResourceExhausted and takes the deletes of a
-// snapshot and a volume, after which creates work again.
+// full (storage health, metrics), refuses creates with ResourceExhausted
+// and takes the deletes of a snapshot and a volume, after which the pool
+// is healthy and creates work again.
 func TestFullPoolFlow(t *testing.T) {
-	d := startDriver(t, "csi-thin-flow-full", "--pool-size", "64Mi")
+	d := startDriver(t, "csi-thin-flow-full", "--pool-size", "64Mi", "--metrics-address", metricsAddress)
 	c := blockCap()
 	freeable := d.create("freeable", 32*mib, c, nil)
 	if n, err := writeDirect(t, d.use(freeable, c), 24, 1); err != nil {
@@ -72,6 +73,12 @@ func TestFullPoolFlow(t *testing.T) {
 		if err != nil || len(h.GetBackendHealth()) != 1 || h.GetBackendHealth()[0].GetReason() != "PoolFull" {
 			t.Fatalf("storage health of a full pool: %v, %v; want one PoolFull entry", h, err)
 		}
+		m := scrape(t)
+		if gauge(t, m, "csi_thin_pool_healthy") != 0 || gauge(t, m, `csi_thin_pool_mode{mode="out_of_data_space"}`) != 1 ||
+			gauge(t, m, `csi_thin_pool_mode{mode="rw"}`) != 0 || gauge(t, m, `csi_thin_pool_mode{mode="fail"}`) != 0 {
+			t.Fatalf("metrics of a full pool: healthy %v, mode out_of_data_space %v, rw %v, fail %v; want 0, 1, 0, 0",
+				m["csi_thin_pool_healthy"], m[`csi_thin_pool_mode{mode="out_of_data_space"}`], m[`csi_thin_pool_mode{mode="rw"}`], m[`csi_thin_pool_mode{mode="fail"}`])
+		}
 		_, err = d.ctrl.CreateVolume(ctx(t), &csi.CreateVolumeRequest{
 			Name: "refused", CapacityRange: &csi.CapacityRange{RequiredBytes: mib}, VolumeCapabilities: []*csi.VolumeCapability{c},
 		})
@@ -96,6 +103,9 @@ func TestFullPoolFlow(t *testing.T) {
 	h, err := d.node.NodeGetStorageHealth(ctx(t), &csi.NodeGetStorageHealthRequest{})
 	if err != nil || len(h.GetBackendHealth()) != 0 {
 		t.Fatalf("storage health after the deletes: %v, %v; want healthy", h, err)
+	}
+	if m := scrape(t); gauge(t, m, `csi_thin_pool_mode{mode="rw"}`) != 1 || gauge(t, m, "csi_thin_pool_healthy") != 1 {
+		t.Fatalf("metrics after the deletes: mode rw %v, healthy %v; want 1, 1", m[`csi_thin_pool_mode{mode="rw"}`], m["csi_thin_pool_healthy"])
 	}
 	after := d.create("after", 4*mib, c, nil)
 
