@@ -39,7 +39,7 @@ func writeDirect(t *testing.T, path string, n int, seed byte) (int, error) {
 
 // On a 64 MiB pool filled through a block volume, the real binary stays
 // live (Probe OK, also after a restart on the full pool), reports the pool
-// full (storage health, metrics), refuses creates with ResourceExhausted
+// full (storage and volume health, metrics), refuses creates with ResourceExhausted
 // and takes the deletes of a snapshot and a volume, after which the pool
 // is healthy and creates work again.
 func TestFullPoolFlow(t *testing.T) {
@@ -73,6 +73,16 @@ func TestFullPoolFlow(t *testing.T) {
 		if err != nil || len(h.GetBackendHealth()) != 1 || h.GetBackendHealth()[0].GetReason() != "PoolFull" {
 			t.Fatalf("storage health of a full pool: %v, %v; want one PoolFull entry", h, err)
 		}
+		vh, err := d.ctrl.ControllerGetVolumeHealth(ctx(t), &csi.ControllerGetVolumeHealthRequest{VolumeId: filler.VolumeId})
+		if e := vh.GetVolumeHealth().GetHealthStatuses(); err != nil || len(e) != 1 ||
+			e[0].GetStatus() != csi.VolumeHealthErrorType_DEGRADED || e[0].GetReason() != "PoolFull" {
+			t.Fatalf("controller health of a volume on a full pool: %v, %v; want one DEGRADED PoolFull entry", vh, err)
+		}
+		nh, err := d.node.NodeGetVolumeHealth(ctx(t), &csi.NodeGetVolumeHealthRequest{VolumeId: filler.VolumeId})
+		if e := nh.GetVolumeHealth().GetHealthStatuses(); err != nil || len(e) != 1 ||
+			e[0].GetStatus() != csi.VolumeHealthErrorType_DEGRADED || e[0].GetReason() != "PoolFull" {
+			t.Fatalf("node health of a volume on a full pool: %v, %v; want one DEGRADED PoolFull entry", nh, err)
+		}
 		m := scrape(t)
 		if gauge(t, m, "csi_thin_pool_healthy") != 0 || gauge(t, m, `csi_thin_pool_mode{mode="out_of_data_space"}`) != 1 ||
 			gauge(t, m, `csi_thin_pool_mode{mode="rw"}`) != 0 || gauge(t, m, `csi_thin_pool_mode{mode="fail"}`) != 0 {
@@ -103,6 +113,10 @@ func TestFullPoolFlow(t *testing.T) {
 	h, err := d.node.NodeGetStorageHealth(ctx(t), &csi.NodeGetStorageHealthRequest{})
 	if err != nil || len(h.GetBackendHealth()) != 0 {
 		t.Fatalf("storage health after the deletes: %v, %v; want healthy", h, err)
+	}
+	if nh, err := d.node.NodeGetVolumeHealth(ctx(t), &csi.NodeGetVolumeHealthRequest{VolumeId: filler.VolumeId}); err != nil ||
+		len(nh.GetVolumeHealth().GetHealthStatuses()) != 0 {
+		t.Fatalf("node health of the volume after the deletes: %v, %v; want healthy", nh, err)
 	}
 	if m := scrape(t); gauge(t, m, `csi_thin_pool_mode{mode="rw"}`) != 1 || gauge(t, m, "csi_thin_pool_healthy") != 1 {
 		t.Fatalf("metrics after the deletes: mode rw %v, healthy %v; want 1, 1", m[`csi_thin_pool_mode{mode="rw"}`], m["csi_thin_pool_healthy"])
