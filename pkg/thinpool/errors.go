@@ -12,9 +12,9 @@ var (
 	// ErrExists: the name is taken by a volume or snapshot with different
 	// parameters (size or source).
 	ErrExists = errors.New("exists with different parameters")
-	// ErrNoSpace: the pool's free data or metadata space is below its
-	// reserve, so nothing new may be created until space is freed or the
-	// pool grows.
+	// ErrNoSpace: the pool is out of data space, or its free data or
+	// metadata space is below its reserve, so nothing new may be created
+	// until space is freed (deletes still work) or the pool grows.
 	ErrNoSpace = errors.New("pool is out of space")
 	// ErrOverBudget: the size asked for is more than the pool's virtual
 	// budget (overprovision ratio × pool size) has left.
@@ -23,7 +23,9 @@ var (
 	// it is mounted, a process or a stacked device holds it) and must be
 	// closed first; the error names the holder where the kernel tells.
 	ErrInUse = errors.New("in use")
-	// ErrUnhealthy: the pool is not safe to use; the error says why.
+	// ErrUnhealthy: the pool's metadata may not change (read-only,
+	// needs_check, fail) or its status cannot be read, so it takes no
+	// change at all, deletes included; the error says why and what to do.
 	ErrUnhealthy = errors.New("pool is unhealthy")
 	// ErrInvalidArgument: a request the engine refuses as given.
 	ErrInvalidArgument = errors.New("invalid argument")
