@@ -746,8 +746,8 @@ func TestStorageClass(t *testing.T) {
 		wantFs, wantReclaim, wantDefault := "ext4", corev1.PersistentVolumeReclaimDelete, ""
 		if v.name == "full" {
 			wantFs, wantReclaim, wantDefault = "xfs", corev1.PersistentVolumeReclaimRetain, "true"
-			if ctx[volcap.ParamMkfsOptions] != "-m reflink=1 -K" || !slices.Equal(sc.MountOptions, []string{"noatime"}) {
-				t.Errorf("mkfsOptions %q, mountOptions %v: overrides lost", ctx[volcap.ParamMkfsOptions], sc.MountOptions)
+			if ctx[volcap.ParamBlockSize] != "4096" || ctx[volcap.ParamInodeSize] != "1024" || !slices.Equal(sc.MountOptions, []string{"noatime"}) {
+				t.Errorf("parameters %v, mountOptions %v: overrides lost", ctx, sc.MountOptions)
 			}
 		}
 		if ctx[volcap.ParamFsType] != wantFs {

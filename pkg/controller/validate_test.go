@@ -28,6 +28,9 @@ func blockCap(mode csi.VolumeCapability_AccessMode_Mode) *csi.VolumeCapability {
 	}
 }
 
+// ext4Min is the smallest ext4 volume with mkfs's default options.
+const ext4Min = 256 * kib
+
 var rwo = mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER, "")
 
 func TestParseCreateVolume(t *testing.T) {
@@ -44,27 +47,38 @@ func TestParseCreateVolume(t *testing.T) {
 		code    codes.Code
 		msg     string // in the message
 		ctx     map[string]string
+		fsMin   uint64
 		source  string
 		srcKind thinpool.Kind
 	}{
-		{name: "minimal", req: valid(nil), ctx: map[string]string{}},
+		{name: "minimal", req: valid(nil), ctx: map[string]string{}, fsMin: ext4Min},
 		{name: "parameters become the context, sidecar ones dropped", req: valid(func(r *csi.CreateVolumeRequest) {
-			r.Parameters = map[string]string{volcap.ParamFsType: "xfs", volcap.ParamMkfsOptions: "-m 0", "csi.storage.k8s.io/pvc/name": "data"}
-		}), ctx: map[string]string{volcap.ParamFsType: "xfs", volcap.ParamMkfsOptions: "-m 0"}},
+			r.Parameters = map[string]string{volcap.ParamFsType: "xfs", volcap.ParamBlockSize: "2048", "csi.storage.k8s.io/pvc/name": "data"}
+		}), ctx: map[string]string{volcap.ParamFsType: "xfs", volcap.ParamBlockSize: "2048"}, fsMin: 300 * mib},
+		{name: "xfs from the capability has its minimum", req: valid(func(r *csi.CreateVolumeRequest) {
+			r.VolumeCapabilities = []*csi.VolumeCapability{mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER, "xfs")}
+		}), ctx: map[string]string{}, fsMin: 300 * mib},
+		{name: "ext4 formatting parameters", req: valid(func(r *csi.CreateVolumeRequest) {
+			r.Parameters = map[string]string{volcap.ParamBlockSize: "4096", volcap.ParamExt4BigAlloc: "true", volcap.ParamExt4ClusterSize: "16384"}
+		}), ctx: map[string]string{volcap.ParamBlockSize: "4096", volcap.ParamExt4BigAlloc: "true", volcap.ParamExt4ClusterSize: "16384"}, fsMin: 384 * kib},
+		{name: "block volume: no minimum", req: valid(func(r *csi.CreateVolumeRequest) {
+			r.VolumeCapabilities = []*csi.VolumeCapability{blockCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER)}
+			r.Parameters = map[string]string{volcap.ParamFsType: "xfs"}
+		}), ctx: map[string]string{volcap.ParamFsType: "xfs"}},
 		{name: "block and multi-writer", req: valid(func(r *csi.CreateVolumeRequest) {
 			r.VolumeCapabilities = []*csi.VolumeCapability{blockCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER), rwo}
-		}), ctx: map[string]string{}},
+		}), ctx: map[string]string{}, fsMin: ext4Min},
 		{name: "restore", req: valid(func(r *csi.CreateVolumeRequest) {
 			r.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
 				Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: "snap-1"}}}
-		}), ctx: map[string]string{}, source: "snap-1", srcKind: thinpool.KindSnapshot},
+		}), ctx: map[string]string{}, fsMin: ext4Min, source: "snap-1", srcKind: thinpool.KindSnapshot},
 		{name: "clone", req: valid(func(r *csi.CreateVolumeRequest) {
 			r.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
 				Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: "vol-1"}}}
-		}), ctx: map[string]string{}, source: "vol-1", srcKind: thinpool.KindVolume},
+		}), ctx: map[string]string{}, fsMin: ext4Min, source: "vol-1", srcKind: thinpool.KindVolume},
 		{name: "on this node", req: valid(func(r *csi.CreateVolumeRequest) {
 			r.AccessibilityRequirements = &csi.TopologyRequirement{Requisite: []*csi.Topology{volcap.Topology("n1")}}
-		}), ctx: map[string]string{}},
+		}), ctx: map[string]string{}, fsMin: ext4Min},
 
 		{name: "no name", req: valid(func(r *csi.CreateVolumeRequest) { r.Name = "" }), code: codes.InvalidArgument, msg: "name is required"},
 		{name: "control character in name", req: valid(func(r *csi.CreateVolumeRequest) { r.Name = "a\x01b" }), code: codes.InvalidArgument, msg: "U+0001"},
@@ -78,6 +92,16 @@ func TestParseCreateVolume(t *testing.T) {
 		}), code: codes.InvalidArgument, msg: "btrfs"},
 		{name: "unknown parameter", req: valid(func(r *csi.CreateVolumeRequest) { r.Parameters = map[string]string{"fstype": "xfs"} }),
 			code: codes.InvalidArgument, msg: "fstype"},
+		{name: "raw mkfs options are gone", req: valid(func(r *csi.CreateVolumeRequest) {
+			r.Parameters = map[string]string{"mkfsOptions": "-d /var/lib/kubelet"}
+		}), code: codes.InvalidArgument, msg: "unknown parameters mkfsOptions: csi-thin accepts fsType, blockSize"},
+		{name: "an argument smuggled into a value", req: valid(func(r *csi.CreateVolumeRequest) {
+			r.Parameters = map[string]string{volcap.ParamBlockSize: "4096 -d /var/lib/kubelet"}
+		}), code: codes.InvalidArgument, msg: "blockSize"},
+		{name: "ext4 parameter on an xfs capability", req: valid(func(r *csi.CreateVolumeRequest) {
+			r.VolumeCapabilities = []*csi.VolumeCapability{mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER, "xfs")}
+			r.Parameters = map[string]string{volcap.ParamExt4BigAlloc: "true"}
+		}), code: codes.InvalidArgument, msg: "ext4 only"},
 		{name: "mutable parameters", req: valid(func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"iops": "1"} }),
 			code: codes.InvalidArgument, msg: "VolumeAttributesClass"},
 		{name: "empty content source", req: valid(func(r *csi.CreateVolumeRequest) { r.VolumeContentSource = &csi.VolumeContentSource{} }),
@@ -106,6 +130,9 @@ func TestParseCreateVolume(t *testing.T) {
 			}
 			if !maps.Equal(a.volumeContext, tt.ctx) || a.volumeContext == nil {
 				t.Fatalf("volume context %v, want %v", a.volumeContext, tt.ctx)
+			}
+			if a.fsMinBytes != tt.fsMin {
+				t.Fatalf("filesystem minimum %d, want %d", a.fsMinBytes, tt.fsMin)
 			}
 			if a.sourceID != tt.source || a.sourceKind != tt.srcKind {
 				t.Fatalf("source %q %q, want %q %q", a.sourceKind, a.sourceID, tt.srcKind, tt.source)
@@ -186,6 +213,9 @@ func TestConfirm(t *testing.T) {
 	}{
 		{"supported", &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "vol-1", VolumeCapabilities: caps,
 			VolumeContext: map[string]string{"fsType": "xfs"}, Parameters: map[string]string{"fsType": "xfs"}}, true, ""},
+		{"formatting parameter for another filesystem", &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "vol-1",
+			VolumeCapabilities: []*csi.VolumeCapability{mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER, "xfs")},
+			Parameters:         map[string]string{"numberOfInodes": "1000"}}, false, "ext4 only"},
 		{"one unsupported", &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "vol-1", VolumeCapabilities: append(caps,
 			mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY, ""))}, false, "MULTI_NODE_READER_ONLY"},
 		{"no access type", &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "vol-1", VolumeCapabilities: []*csi.VolumeCapability{

@@ -20,6 +20,8 @@ type createArgs struct {
 	volumeContext map[string]string // the parameters the node needs
 	sourceID      string            // a snapshot to restore or a volume to clone, or ""
 	sourceKind    thinpool.Kind
+	fsMinBytes    uint64 // the smallest device its filesystem is made on, 0 for block
+	fsType        string // the filesystem that needs fsMinBytes
 }
 
 // parseCreateVolume checks a CreateVolume request as far as it can without
@@ -38,6 +40,10 @@ func parseCreateVolume(req *csi.CreateVolumeRequest, nodeID string) (createArgs,
 		return a, status.Errorf(codes.InvalidArgument, "volume %q: StorageClass %v", req.GetName(), err)
 	}
 	a.volumeContext = ctx
+	a.fsMinBytes, a.fsType, err = volcap.CheckFormat(req.GetVolumeCapabilities(), ctx)
+	if err != nil {
+		return a, status.Errorf(codes.InvalidArgument, "volume %q: StorageClass %v", req.GetName(), err)
+	}
 	if len(req.GetMutableParameters()) > 0 {
 		return a, status.Errorf(codes.InvalidArgument,
 			"volume %q: csi-thin has no mutable parameters: create the PersistentVolumeClaim without a VolumeAttributesClass", req.GetName())
@@ -108,7 +114,7 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		}
 		minBytes = src.SizeBytes
 	}
-	size, err := volumeSize(req.GetCapacityRange(), minBytes, s.engine.BlockSizeBytes())
+	size, err := volumeSize(req.GetCapacityRange(), minBytes, fsMin{a.fsMinBytes, a.fsType}, s.engine.BlockSizeBytes())
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +214,11 @@ func confirm(req *csi.ValidateVolumeCapabilitiesRequest) *csi.ValidateVolumeCapa
 	if err := volcap.CheckAll(req.GetVolumeCapabilities()); err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}
 	}
-	if _, err := volcap.Parameters(req.GetParameters()); err != nil {
+	ctx, err := volcap.Parameters(req.GetParameters())
+	if err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}
+	}
+	if _, _, err := volcap.CheckFormat(req.GetVolumeCapabilities(), ctx); err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}
 	}
 	if len(req.GetMutableParameters()) > 0 {

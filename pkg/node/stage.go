@@ -36,6 +36,10 @@ func (s *Server) NodeStageVolume(_ context.Context, req *csi.NodeStageVolumeRequ
 	if err := volcap.Check(c); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	format, legacy, err := volcap.StageFormat(c, req.GetVolumeContext())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
+	}
 	defer s.locks.lock(id)()
 
 	block := c.GetBlock() != nil
@@ -62,15 +66,22 @@ func (s *Server) NodeStageVolume(_ context.Context, req *csi.NodeStageVolumeRequ
 	}
 	if block {
 		// A block volume is published straight from its device node.
+		if legacy != "" {
+			klog.InfoS("Ignoring mkfsOptions in the volume context: a block volume is not formatted", "volumeID", id, "mkfsOptions", legacy)
+		}
 		if err := s.checkBlockStaging(id, staging); err != nil {
 			return nil, err
 		}
 		klog.V(2).InfoS("Staged block volume", "volumeID", id, "device", device)
 		return &csi.NodeStageVolumeResponse{}, nil
 	}
-	vctx := req.GetVolumeContext()
-	fsType := volcap.FsType(c, vctx)
-	err = s.stageFilesystem(id, device, staging, fsType, stageMountOptions(c, fsType), volcap.MkfsOptions(vctx))
+	if legacy != "" {
+		if err := s.checkLegacyMkfsOptions(id, device, legacy); err != nil {
+			return nil, err
+		}
+	}
+	fsType := format.FsType
+	err = s.stageFilesystem(id, device, staging, fsType, stageMountOptions(c, fsType), format.MkfsArgs())
 	if err != nil {
 		return nil, err
 	}

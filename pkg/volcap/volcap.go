@@ -18,9 +18,10 @@ const (
 	// TopologyKey labels each node's segment: a volume lives on one node.
 	TopologyKey = "topology.csi-thin.io/node"
 
-	// StorageClass parameters.
-	ParamFsType      = "fsType"      // ext4 (default) or xfs
-	ParamMkfsOptions = "mkfsOptions" // extra mkfs arguments, space-separated
+	// ParamFsType is the StorageClass parameter naming the filesystem of
+	// mount volumes: ext4 (the default) or xfs. The formatting parameters
+	// are in format.go.
+	ParamFsType = "fsType"
 
 	DefaultFsType = "ext4"
 )
@@ -81,21 +82,15 @@ func ReadOnly(c *csi.VolumeCapability) bool {
 
 // Parameters checks StorageClass parameters and returns those the node
 // needs, to be handed back as the volume context. Unknown parameters are
-// refused so that a typo does not silently give a default.
+// refused so that a typo does not silently give a default. The formatting
+// parameters are checked against the StorageClass's filesystem here and
+// against each capability's by CheckFormat.
 func Parameters(params map[string]string) (map[string]string, error) {
 	ctx := map[string]string{}
 	var unknown []string
 	for k, v := range params {
 		switch {
-		case k == ParamFsType:
-			if !filesystems[v] {
-				return nil, fmt.Errorf("parameter %s=%q: use ext4 or xfs", k, v)
-			}
-			ctx[k] = v
-		case k == ParamMkfsOptions:
-			if strings.ContainsAny(v, "\n\x00") {
-				return nil, fmt.Errorf("parameter %s holds a newline or NUL", k)
-			}
+		case k == ParamFsType || isFormatParam(k):
 			ctx[k] = v
 		case strings.HasPrefix(k, sidecarPrefix):
 		default:
@@ -104,9 +99,82 @@ func Parameters(params map[string]string) (map[string]string, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return nil, fmt.Errorf("unknown parameters %s: csi-thin accepts %s and %s", strings.Join(unknown, ", "), ParamFsType, ParamMkfsOptions)
+		return nil, fmt.Errorf("unknown parameters %s: csi-thin accepts %s", strings.Join(unknown, ", "), accepted())
+	}
+	if fs, ok := ctx[ParamFsType]; ok && !filesystems[fs] {
+		return nil, fmt.Errorf("parameter %s=%q: use ext4 or xfs", ParamFsType, fs)
+	}
+	if _, err := ParseFormat(fsTypeOf(ctx), ctx); err != nil {
+		return nil, err
 	}
 	return ctx, nil
+}
+
+// accepted lists the parameters csi-thin accepts, for messages.
+func accepted() string {
+	return strings.Join(append([]string{ParamFsType}, formatParamNames()...), ", ")
+}
+
+// fsTypeOf is the filesystem a volume context names, or the default.
+func fsTypeOf(ctx map[string]string) string {
+	if fs := ctx[ParamFsType]; fs != "" {
+		return fs
+	}
+	return DefaultFsType
+}
+
+// CheckFormat checks the formatting parameters of a volume context
+// against the filesystem of each mount capability, and returns the
+// smallest volume every one of them can be formatted on (0 when every
+// capability is block).
+func CheckFormat(caps []*csi.VolumeCapability, ctx map[string]string) (minBytes uint64, fsType string, err error) {
+	for _, c := range caps {
+		if c.GetMount() == nil {
+			continue
+		}
+		fs := FsType(c, ctx)
+		f, err := ParseFormat(fs, ctx)
+		if err != nil {
+			return 0, "", err
+		}
+		if m := f.MinBytes(); m > minBytes {
+			minBytes, fsType = m, fs
+		}
+	}
+	return minBytes, fsType, nil
+}
+
+// StageFormat checks the volume context a node is asked to stage with. A
+// static PersistentVolume can carry anything, so every key must be one
+// csi-thin knows, with a value it accepts, for the filesystem it stages
+// (the capability's, else the context's; a block volume's is the
+// context's). legacy is the raw mkfs arguments an older release kept,
+// which the caller may ignore only on a formatted device.
+func StageFormat(c *csi.VolumeCapability, ctx map[string]string) (f Format, legacy string, err error) {
+	var unknown []string
+	for k := range ctx {
+		switch {
+		case k == ParamFsType || isFormatParam(k) || k == ParamLegacyMkfsOptions || strings.HasPrefix(k, sidecarPrefix):
+		default:
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return Format{}, "", fmt.Errorf("volume context has unknown keys %s: csi-thin accepts %s", strings.Join(unknown, ", "), accepted())
+	}
+	if fs, ok := ctx[ParamFsType]; ok && !filesystems[fs] {
+		return Format{}, "", fmt.Errorf("volume context %s=%q: use ext4 or xfs", ParamFsType, fs)
+	}
+	fs := fsTypeOf(ctx)
+	if c.GetMount() != nil {
+		fs = FsType(c, ctx)
+	}
+	f, err = ParseFormat(fs, ctx)
+	if err != nil {
+		return Format{}, "", fmt.Errorf("volume context: %w", err)
+	}
+	return f, ctx[ParamLegacyMkfsOptions], nil
 }
 
 // FsType is the filesystem to stage a mount volume with: the capability's,
@@ -119,11 +187,6 @@ func FsType(c *csi.VolumeCapability, volumeContext map[string]string) string {
 		return fs
 	}
 	return DefaultFsType
-}
-
-// MkfsOptions are the extra mkfs arguments from the volume context.
-func MkfsOptions(volumeContext map[string]string) []string {
-	return strings.Fields(volumeContext[ParamMkfsOptions])
 }
 
 // Topology is the segment of the node.
