@@ -34,6 +34,7 @@ type Engine struct {
 	poolMu    sync.Mutex
 	committed atomic.Uint64 // last pool transaction id known complete
 	dirty     bool          // a change failed halfway: recover before the next
+	lastState atomic.Value  // PoolState of the last health read, for noteHealth
 	promised  uint64        // bytes of every volume and snapshot, for the budget
 	closeOnce sync.Once
 	closer    func() error
@@ -137,15 +138,21 @@ func (e *Engine) Health() error {
 
 // healthOf judges a status read of the pool.
 func (e *Engine) healthOf(st dm.PoolStatus, err error) error {
+	health := judgeHealth(e.pool, st, err)
+	e.noteHealth(st, err, health)
+	return health
+}
+
+func judgeHealth(pool string, st dm.PoolStatus, err error) error {
 	if err != nil {
-		return &stateError{StateUnreadable, fmt.Errorf("%w: cannot read the status of pool %s: %w", ErrUnhealthy, e.pool, err)}
+		return &stateError{StateUnreadable, fmt.Errorf("%w: cannot read the status of pool %s: %w", ErrUnhealthy, pool, err)}
 	}
 	if err := st.Usable(); err != nil {
-		return &stateError{stateOf(st), fmt.Errorf("%w: pool %s: %w", ErrUnhealthy, e.pool, err)}
+		return &stateError{stateOf(st), fmt.Errorf("%w: pool %s: %w", ErrUnhealthy, pool, err)}
 	}
 	if st.Mode == dm.PoolModeOutOfDataSpace {
 		return &stateError{StateOutOfDataSpace, fmt.Errorf("%w: pool %s is out of data space (%d of %d blocks used): "+
-			"delete volumes or snapshots to free blocks, or grow the pool; deletes still work", ErrNoSpace, e.pool, st.DataUsed, st.DataTotal)}
+			"delete volumes or snapshots to free blocks, or grow the pool; deletes still work", ErrNoSpace, pool, st.DataUsed, st.DataTotal)}
 	}
 	return nil
 }
