@@ -86,7 +86,7 @@ func (e *Engine) journaled(c change) error {
 			e.dirty = true
 			klog.ErrorS(dropErr, "Could not drop the intent of a failed change; recovering before the next one", "id", v.ID)
 		}
-		return err
+		return e.failedChange(err)
 	}
 	c.points.afterApply.Hit()
 
@@ -95,7 +95,7 @@ func (e *Engine) journaled(c change) error {
 		if recErr := e.recoverLocked(); recErr != nil {
 			klog.ErrorS(recErr, "Recovery after a failed transaction failed", "id", v.ID)
 		}
-		return fmt.Errorf("advance the pool's transaction id from %d to %d: %w", committed, tx, err)
+		return e.failedChange(fmt.Errorf("advance the pool's transaction id from %d to %d: %w", committed, tx, err))
 	}
 	e.committed.Store(tx)
 	c.points.afterTxID.Hit()
