@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csi-thin/csi-thin/internal/kerneltest"
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 )
 
@@ -108,9 +109,11 @@ func New(t testing.TB, name, backing string) *Device {
 }
 
 // OnSparseFile makes a healthy Device named name over a loop device on a
-// sparse file of size bytes in the test's temporary directory.
+// sparse file of size bytes in the test's temporary directory. It skips
+// the test where the kernel has no device-mapper (see kerneltest.Require).
 func OnSparseFile(t testing.TB, name string, size int64) *Device {
 	t.Helper()
+	kerneltest.Require(t)
 	file := filepath.Join(t.TempDir(), name+".img")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
