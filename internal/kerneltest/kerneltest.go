@@ -40,6 +40,24 @@ func SparseFile(t testing.TB, name string, size int64) string {
 	return p
 }
 
+// ScratchDir is a fresh directory for a test that writes more than the
+// kernel's memory holds: under KERNEL_SCRATCH_DIR, a directory on disk that
+// test/kernel/test.sh passes in and removes afterwards, or the test's
+// temporary directory when it is unset. It is removed when the test ends.
+func ScratchDir(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("KERNEL_SCRATCH_DIR")
+	if base == "" {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp(base, "scratch-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 // BlockDevices returns the block devices the kernel harness attached for
 // this run (test/kernel/run -b FILE), or skips the test when there are
 // fewer than n.

@@ -14,6 +14,8 @@ const (
 	DefaultOverprovisionRatio     = 10.0
 	DefaultDataReservePercent     = 5.0
 	DefaultMetadataReservePercent = 10.0
+	DefaultGrowPercent            = 20.0
+	DefaultFSReservePercent       = 10.0
 )
 
 // Config describes a node's pool.
@@ -39,6 +41,20 @@ type Config struct {
 	// Creates are refused while free data or metadata space is below these
 	// percentages of the pool, keeping room for writes to existing volumes.
 	DataReservePercent, MetadataReservePercent float64
+	// MaxSizeBytes turns on auto-grow of a loopback pool: when its free
+	// data falls below the low water mark, or its free metadata below the
+	// kernel's metadata low watermark, the files grow by a step and the
+	// pool is reloaded, until the data reaches this size. 0: the pool grows
+	// only when asked (a larger PoolSizeBytes, Grow).
+	MaxSizeBytes uint64
+	// GrowPercent is the auto-grow step, a percentage of the pool's data
+	// size (LVM's thin_pool_autoextend_percent). The low water mark is one
+	// step of free data.
+	GrowPercent float64
+	// FSReservePercent is the part of the file system under StateDir that
+	// auto-grow leaves free: it stops where the pool's files, once filled,
+	// would leave less.
+	FSReservePercent float64
 	// ErrorIfNoSpace makes writes fail at once when the pool is full,
 	// instead of queueing until it grows.
 	ErrorIfNoSpace bool
@@ -71,6 +87,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MetadataReservePercent == 0 {
 		c.MetadataReservePercent = DefaultMetadataReservePercent
 	}
+	if c.GrowPercent == 0 {
+		c.GrowPercent = DefaultGrowPercent
+	}
+	if c.FSReservePercent == 0 {
+		c.FSReservePercent = DefaultFSReservePercent
+	}
 	switch {
 	case c.StateDir == "" || !filepath.IsAbs(c.StateDir):
 		return c, invalidf("state directory %q must be an absolute path", c.StateDir)
@@ -87,6 +109,14 @@ func (c Config) withDefaults() (Config, error) {
 		return c, invalidf("overprovision ratio %g is below 1", c.OverprovisionRatio)
 	case c.DataReservePercent < 0 || c.DataReservePercent >= 100 || c.MetadataReservePercent < 0 || c.MetadataReservePercent >= 100:
 		return c, invalidf("reserves must be percentages from 0 to below 100 (data %g, metadata %g)", c.DataReservePercent, c.MetadataReservePercent)
+	case c.MaxSizeBytes != 0 && !c.loop():
+		return c, invalidf("a maximum pool size applies to loopback pools only: a pool on block devices takes its data device's size, so grow that device instead")
+	case c.MaxSizeBytes != 0 && c.MaxSizeBytes < c.PoolSizeBytes:
+		return c, invalidf("maximum pool size %d bytes is below the pool size %d bytes: raise it, or leave it 0 to turn auto-grow off", c.MaxSizeBytes, c.PoolSizeBytes)
+	case c.GrowPercent < 1 || c.GrowPercent > 100:
+		return c, invalidf("grow step %g%% is out of range: use 1 to 100 percent of the pool's size", c.GrowPercent)
+	case c.FSReservePercent <= 0 || c.FSReservePercent >= 100:
+		return c, invalidf("file system reserve %g%% is out of range: use more than 0 and less than 100 percent", c.FSReservePercent)
 	}
 	for _, r := range c.PoolName {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
@@ -120,6 +150,33 @@ func metadataSize(dataBytes, blockBytes uint64) uint64 {
 	n := 2*48*(dataBytes/blockBytes) + 4<<20 + thinDeviceRoom*2*metadataBlockBytes
 	n = (n + 1<<20 - 1) &^ (1<<20 - 1)
 	return min(max(n, minMetadataBytes), maxMetadataBytes)
+}
+
+// growStep is the auto-grow step of a pool of dataBytes: GrowPercent of
+// it, in whole blocks, at least one.
+func (c *Config) growStep(dataBytes uint64) uint64 {
+	step := uint64(float64(dataBytes) * c.GrowPercent / 100)
+	step = (step + c.BlockSizeBytes - 1) / c.BlockSizeBytes * c.BlockSizeBytes
+	return max(step, c.BlockSizeBytes)
+}
+
+// lowWaterFloorBytes is the least free data that raises the low water
+// event, for pools small enough that one grow step is less: what writers
+// at several hundred MiB/s fill while a grow takes its tenths of a second.
+const lowWaterFloorBytes = 256 << 20
+
+// lowWaterBlocks is the pool table's low water mark for a pool of
+// dataBytes: the kernel raises an event once fewer blocks are free. It is
+// one grow step or lowWaterFloorBytes, whichever is more, and at most
+// half the pool. Loopback pools without a maximum size do not grow by
+// themselves and have none; a pool on block devices has one so that the
+// event finds its data device grown.
+func (c *Config) lowWaterBlocks(loop bool, dataBytes uint64) uint64 {
+	if loop && c.MaxSizeBytes == 0 {
+		return 0
+	}
+	blocks := dataBytes / c.BlockSizeBytes
+	return min(max(c.growStep(dataBytes), lowWaterFloorBytes)/c.BlockSizeBytes, blocks/2)
 }
 
 func (c *Config) String() string {

@@ -36,6 +36,7 @@ type Engine struct {
 	dirty     bool          // a change failed halfway: recover before the next
 	lastState atomic.Value  // PoolState of the last health read, for noteHealth
 	promised  uint64        // bytes of every volume and snapshot, for the budget
+	growth    growth        // auto-grow (autogrow.go)
 	closeOnce sync.Once
 	closer    func() error
 }
@@ -119,6 +120,7 @@ func (e *Engine) resumeSuspended() error {
 func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
+		e.stopWatch()
 		err = e.store.close()
 		if e.closer != nil {
 			err = errors.Join(err, e.closer())

@@ -73,12 +73,7 @@ func openPool(ctl *dm.Control, s *store, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	blockSectors := uint32(cfg.BlockSizeBytes / sectorSize)
-	table := dm.PoolTable{
-		MetadataDev:   b.metaDev.String(),
-		DataDev:       b.dataDev.String(),
-		DataBlockSize: blockSectors,
-		Features:      dm.PoolFeatures{ErrorIfNoSpace: cfg.ErrorIfNoSpace},
-	}
+	table := poolTable(cfg, b, b.dataBytes, b.loop && b.dataBytes < cfg.MaxSizeBytes/cfg.BlockSizeBytes*cfg.BlockSizeBytes)
 	info, err := ctl.Info(cfg.PoolName)
 	if err != nil {
 		return nil, err
@@ -111,10 +106,16 @@ func openPool(ctl *dm.Control, s *store, cfg Config) (*Engine, error) {
 	if err := e.start(); err != nil {
 		return nil, err
 	}
+	if err := e.startGrowth(); err != nil {
+		return nil, err
+	}
 	if b.loop && cfg.PoolSizeBytes > b.dataBytes {
 		if err := e.Grow(cfg.PoolSizeBytes); err != nil {
 			return nil, fmt.Errorf("grow the pool to the configured %d bytes: %w", cfg.PoolSizeBytes, err)
 		}
+	}
+	if err := e.startWatch(); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -321,58 +322,4 @@ func explainPoolError(ctl *dm.Control, err error) error {
 		}
 	}
 	return fmt.Errorf("activate the pool: %w (the kernel log, dmesg, says why)", err)
-}
-
-// Grow grows a loopback pool to sizeBytes: the data file (and the
-// metadata file, when the larger pool wants more), the loop devices'
-// capacity, and the pool's table. Active volumes stay in use. It does
-// nothing when the pool is already that large.
-func (e *Engine) Grow(sizeBytes uint64) error {
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
-	b := e.backing
-	if b == nil || !b.loop {
-		return invalidf("only a loopback pool grows in place; grow a block device pool's data device and restart csi-thin")
-	}
-	block := uint64(e.blockSectors) * sectorSize
-	sizeBytes = sizeBytes / block * block
-	st, err := e.k.PoolStatus(e.pool)
-	if err != nil {
-		return err
-	}
-	if sizeBytes <= st.DataTotal*block {
-		return nil
-	}
-	if err := growFile(b.metaPath, b.metaLoop, metadataSize(sizeBytes, block)); err != nil {
-		return err
-	}
-	if err := growFile(b.dataPath, b.dataLoop, sizeBytes); err != nil {
-		return err
-	}
-	table := dm.PoolTable{
-		MetadataDev: b.metaDev.String(), DataDev: b.dataDev.String(), DataBlockSize: e.blockSectors,
-		Features: dm.PoolFeatures{ErrorIfNoSpace: e.cfg.ErrorIfNoSpace},
-	}
-	if err := e.k.ReloadPool(e.pool, table, sizeBytes/sectorSize); err != nil {
-		return err
-	}
-	b.dataBytes = sizeBytes
-	klog.InfoS("Grew the pool", "pool", e.pool, "fromBytes", st.DataTotal*block, "toBytes", sizeBytes)
-	return nil
-}
-
-// growFile makes a backing file at least size bytes and tells its loop
-// device.
-func growFile(path string, l *dm.LoopDevice, size uint64) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if uint64(fi.Size()) >= size {
-		return nil
-	}
-	if err := os.Truncate(path, int64(size)); err != nil {
-		return fmt.Errorf("grow %s to %d bytes: %w", path, size, err)
-	}
-	return l.RefreshCapacity()
 }

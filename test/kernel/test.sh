@@ -15,6 +15,7 @@
 #                      User-Mode Linux process can address, and fails to start
 #                      there. The host's unit tests run with -race.
 #   KERNEL_TEST_PKGS   packages to test instead of the discovered ones
+# It sets KERNEL_SCRATCH_DIR, a directory on disk for the tests' large files.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 top=$PWD
@@ -47,6 +48,10 @@ CGO_ENABLED=0 go build -o "$out/csi-thin" ./cmd/csi-thin
 export CSI_THIN_BINARY="$out/csi-thin"
 
 truncate -s 2G "$out/ubd-data.img"
+# Room on disk for tests that write more than the kernel's memory (its
+# temporary directory is a tmpfs): kerneltest.ScratchDir.
+mkdir "$out/scratch"
+export KERNEL_SCRATCH_DIR="$out/scratch"
 truncate -s 128M "$out/ubd-meta.img"
 
 cat > "$out/guest.sh" <<'GUEST'

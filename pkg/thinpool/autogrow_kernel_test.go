@@ -1,0 +1,285 @@
+package thinpool_test
+
+// Auto-grow in the real kernel: writers at full speed fill volumes on a
+// small loopback pool with a maximum size, in both no-space modes; the
+// pool's low water event grows it before it fills. Helpers are prefixed
+// ag.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/csi-thin/csi-thin/internal/kerneltest"
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
+	"github.com/csi-thin/csi-thin/pkg/thinpool"
+)
+
+// agChunk is the writers' unit: one O_DIRECT write.
+const agChunk = 1 << 20
+
+// agConfig is a loopback pool of size bytes that grows up to maxSize, in
+// a directory on disk: the writers write more than the kernel's memory.
+func agConfig(t testing.TB, size, maxSize uint64, errorIfNoSpace bool) thinpool.Config {
+	t.Helper()
+	kerneltest.Require(t)
+	cfg := thinpool.Config{
+		StateDir: kerneltest.ScratchDir(t), PoolName: ekPoolName(t),
+		PoolSizeBytes: size, MaxSizeBytes: maxSize, ErrorIfNoSpace: errorIfNoSpace,
+	}
+	ekCleanupPool(t, cfg)
+	return cfg
+}
+
+// agChunkData is chunk i of a writer's data: a pattern of the writer's
+// seed with the chunk's number at its start.
+func agChunkData(seed byte, i int, buf []byte) {
+	copy(buf, kerneltest.Pattern(seed+byte(i%16), len(buf)))
+	binary.LittleEndian.PutUint64(buf, uint64(i))
+}
+
+// agResult is what one writer did.
+type agResult struct {
+	bytes   int64
+	elapsed time.Duration
+	slowest time.Duration // the longest single write
+	err     error
+}
+
+// agWrite writes size bytes to a device node as fast as it goes, like dd
+// with oflag=direct bs=1M, then fsyncs.
+func agWrite(path string, size int64, seed byte) agResult {
+	var r agResult
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		r.err = fmt.Errorf("open %s: %w", path, err)
+		return r
+	}
+	defer unix.Close(fd)
+	// O_DIRECT wants an aligned buffer: a mapping is page-aligned.
+	buf, err := unix.Mmap(-1, 0, agChunk, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer unix.Munmap(buf)
+	patterns := make([][]byte, 16)
+	for i := range patterns {
+		patterns[i] = make([]byte, agChunk)
+		agChunkData(seed, i, patterns[i])
+	}
+	start := time.Now()
+	for i := 0; int64(i)*agChunk < size; i++ {
+		copy(buf, patterns[i%16])
+		binary.LittleEndian.PutUint64(buf, uint64(i))
+		began := time.Now()
+		if _, err := unix.Pwrite(fd, buf, int64(i)*agChunk); err != nil {
+			r.err = fmt.Errorf("write %s at %d MiB: %w", path, i, err)
+			break
+		}
+		r.slowest = max(r.slowest, time.Since(began))
+		r.bytes += agChunk
+	}
+	if r.err == nil {
+		if err := unix.Fsync(fd); err != nil {
+			r.err = fmt.Errorf("fsync %s: %w", path, err)
+		}
+	}
+	r.elapsed = time.Since(start)
+	return r
+}
+
+// agCheck reads back chunks of what a writer wrote.
+func agCheck(t testing.TB, path string, size int64, seed byte) {
+	t.Helper()
+	n := int(size / agChunk)
+	want := make([]byte, agChunk)
+	for _, i := range []int{0, 1, n / 2, n - 2, n - 1} {
+		agChunkData(seed, i, want)
+		if got := ekReadDevice(t, path, int64(i)*agChunk, agChunk); !bytes.Equal(got, want) {
+			t.Fatalf("%s: MiB %d does not read back what was written", path, i)
+		}
+	}
+}
+
+// Writers at full speed fill volumes on a 128 MiB loopback pool that may
+// grow to 1 GiB, with 896 MiB in all: the pool's low water event grows it
+// step by step, and no write fails, whether the pool is configured with
+// error_if_no_space or to queue. A pool that may still grow queues the
+// writes that find it full for the moment a grow takes (they would fail
+// after the kernel's no_space_timeout, 60 s by default: the slowest write
+// is logged); once at its maximum, a pool configured with
+// error_if_no_space has it in its table. The pool stays within its
+// maximum, its metadata never runs short, and every writer's data reads
+// back.
+func TestEngineAutoGrow(t *testing.T) {
+	const (
+		poolBytes = 128 * ekMiB
+		maxBytes  = 1 * ekGiB
+		written   = 896 * ekMiB
+	)
+	for _, tc := range []struct {
+		name           string
+		errorIfNoSpace bool
+		writers        int
+	}{
+		{"error_if_no_space/1-writer", true, 1},
+		{"error_if_no_space/4-writers", true, 4},
+		{"queue_if_no_space/4-writers", false, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := agConfig(t, poolBytes, maxBytes, tc.errorIfNoSpace)
+			ctl := ekControl(t)
+			e := ekOpen(t, cfg)
+			per := int64(written / tc.writers)
+			nodes := make([]string, tc.writers)
+			for i := range nodes {
+				v := ekCreate(t, e, fmt.Sprintf("w%d", i), uint64(per))
+				nodes[i] = ekActivate(t, e, v)
+			}
+			results := make([]agResult, tc.writers)
+			var wg sync.WaitGroup
+			start := time.Now()
+			for i := range nodes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results[i] = agWrite(nodes[i], per, byte(10*i))
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			var slowest time.Duration
+			for i, r := range results {
+				if r.err != nil {
+					t.Errorf("writer %d failed after %d MiB: %v", i, r.bytes/ekMiB, r.err)
+				}
+				slowest = max(slowest, r.slowest)
+				t.Logf("writer %d: %d MiB in %v, %.0f MiB/s, slowest write %v",
+					i, r.bytes/ekMiB, r.elapsed.Round(time.Millisecond), float64(r.bytes)/ekMiB/r.elapsed.Seconds(), r.slowest.Round(time.Millisecond))
+			}
+			if t.Failed() {
+				t.FailNow()
+			}
+			st := ekStatus(t, ctl, cfg.PoolName)
+			gs := e.GrowStats()
+			t.Logf("%d writers filled %d MiB in %v (%.0f MiB/s in all; slowest write %v); pool %d -> %d MiB in %d auto-grows, "+
+				"event to grown pool %v at most, %v the last; metadata %d of %d KiB used",
+				tc.writers, written/ekMiB, elapsed.Round(time.Millisecond), float64(written)/ekMiB/elapsed.Seconds(), slowest.Round(time.Millisecond),
+				poolBytes/ekMiB, st.DataTotal*thinpool.DefaultBlockSizeBytes/ekMiB, gs.Grows["auto"],
+				gs.MaxLatency.Round(time.Microsecond), gs.LastLatency.Round(time.Microsecond),
+				st.MetadataUsed*4, st.MetadataTotal*4)
+			if got := st.DataTotal * thinpool.DefaultBlockSizeBytes; got > maxBytes || got < written {
+				t.Fatalf("the pool has %d bytes after %d were written: want at least that, at most the maximum %d", got, uint64(written), uint64(maxBytes))
+			}
+			if gs.Grows["auto"] == 0 {
+				t.Fatalf("grow stats %+v: no auto-grow counted", gs)
+			}
+			if st.DataTotal*thinpool.DefaultBlockSizeBytes == maxBytes && st.ErrorIfNoSpace != tc.errorIfNoSpace {
+				t.Fatalf("the pool at its maximum has error_if_no_space %v, configured %v", st.ErrorIfNoSpace, tc.errorIfNoSpace)
+			}
+			if st.Mode != dm.PoolModeReadWrite || st.MetadataUsed >= st.MetadataTotal {
+				t.Fatalf("pool status %+v after the writes: want rw with metadata to spare", st)
+			}
+			for i, node := range nodes {
+				agCheck(t, node, per, byte(10*i))
+			}
+		})
+	}
+}
+
+// Auto-grow stops with the engine: a closed engine's waiter does not grow
+// the pool when a writer crosses the low water mark, and the next engine
+// to open finds the pool short of space and grows it at start. The pool
+// never grows past its maximum: at it, the writes that do not fit fail at
+// once (error_if_no_space) and the refusal is counted.
+func TestEngineAutoGrowStartStopAndMaximum(t *testing.T) {
+	const poolBytes = 64 * ekMiB
+	cfg := agConfig(t, poolBytes, 96*ekMiB, true)
+	ctl := ekControl(t)
+	e := ekOpen(t, cfg)
+	v := ekCreate(t, e, "v", 128*ekMiB)
+	node := ekActivate(t, e, v)
+	began := time.Now()
+	ekClose(t, e)
+	if d := time.Since(began); d > 10*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+
+	// The volume stays active; the low water mark is 20% of 64 MiB free.
+	before, err := ctl.Info(cfg.PoolName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := agWrite(node, 56*ekMiB, 1); r.err != nil {
+		t.Fatal(r.err)
+	}
+	// The low water event the writes raised woke the closed engine's
+	// waiter too, which must do nothing.
+	after, err := ctl.WaitEvent(cfg.PoolName, before.EventNr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := ekStatus(t, ctl, cfg.PoolName); st.DataTotal*thinpool.DefaultBlockSizeBytes != poolBytes {
+		t.Fatalf("a closed engine grew the pool to %d blocks (event %d)", st.DataTotal, after.EventNr)
+	}
+
+	e = ekOpen(t, cfg)
+	if st := ekStatus(t, ctl, cfg.PoolName); st.DataTotal*thinpool.DefaultBlockSizeBytes <= poolBytes {
+		t.Fatalf("the pool was short of space at start and did not grow: %+v", st)
+	}
+	r := agWrite(node, 128*ekMiB, 1)
+	if r.err == nil {
+		t.Fatalf("128 MiB of writes fit in a pool of at most 96 MiB")
+	}
+	t.Logf("writes past the maximum: %v", r.err)
+	st := ekStatus(t, ctl, cfg.PoolName)
+	if got := st.DataTotal * thinpool.DefaultBlockSizeBytes; got != 96*ekMiB {
+		t.Fatalf("the pool has %d bytes, want its maximum %d", got, 96*ekMiB)
+	}
+	if gs := e.GrowStats(); gs.Refused == 0 {
+		t.Fatalf("grow stats %+v: the refusals at the maximum are not counted", gs)
+	}
+}
+
+// Metadata grows on its own low watermark event: a pool whose metadata is
+// small (2 MiB, made before the pool) and whose data may not grow takes
+// thousands of volumes, each of which costs metadata. The kernel's
+// metadata low watermark event grows the metadata file before it runs
+// out, so that the pool never goes read-only and every create succeeds.
+func TestEngineAutoGrowMetadata(t *testing.T) {
+	cfg := agConfig(t, 64*ekMiB, 64*ekMiB, true)
+	if err := os.WriteFile(filepath.Join(cfg.StateDir, ekMetadataFile), make([]byte, 2*ekMiB), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctl := ekControl(t)
+	e := ekOpen(t, cfg)
+	first := ekStatus(t, ctl, cfg.PoolName)
+	if first.MetadataTotal*4096 != 2*ekMiB {
+		t.Fatalf("metadata of %d blocks, want the 2 MiB file made before the pool", first.MetadataTotal)
+	}
+	n := 0
+	for ; n < 3000 && (e.GrowStats().Grows["auto"] == 0 || n%100 != 0); n++ {
+		if _, err := e.CreateVolume(thinpool.CreateRequest{Name: fmt.Sprintf("m%d", n), SizeBytes: thinpool.DefaultBlockSizeBytes}); err != nil {
+			st := ekStatus(t, ctl, cfg.PoolName)
+			t.Fatalf("create %d: %v (pool status %+v, grow stats %+v)", n, err, st, e.GrowStats())
+		}
+		if st := ekStatus(t, ctl, cfg.PoolName); st.Mode != dm.PoolModeReadWrite {
+			t.Fatalf("after %d volumes the pool is %s: %+v", n+1, st.Mode, st)
+		}
+	}
+	st := ekStatus(t, ctl, cfg.PoolName)
+	gs := e.GrowStats()
+	t.Logf("%d volumes: metadata grew from %d to %d KiB, %d KiB used, in %d grows (event to grown pool %v at most)",
+		n, first.MetadataTotal*4, st.MetadataTotal*4, st.MetadataUsed*4, gs.Grows["auto"], gs.MaxLatency)
+	if st.MetadataTotal <= first.MetadataTotal || gs.Grows["auto"] == 0 {
+		t.Fatalf("metadata did not grow: %+v, %+v", st, gs)
+	}
+}
