@@ -52,6 +52,7 @@ const (
 	crashChildEnv = "CSI_THIN_CRASH_CHILD"
 
 	crashPoolBytes   = 256 << 20
+	crashGrowStep    = 16 << 20 // run r grows the pool to crashPoolBytes + (r+1) steps
 	crashVolBytes    = 8 << 20  // every volume starts this size
 	crashGrownBytes  = 16 << 20 // the restore is expanded to this
 	crashPoolBlock   = thinpool.DefaultBlockSizeBytes
@@ -66,6 +67,7 @@ type crashOp string
 const (
 	crashCreate        crashOp = "create"         // create volume v<run>
 	crashWrite         crashOp = "write"          // activate v, write pattern A, fsync
+	crashGrow          crashOp = "grow"           // grow the pool to crashGrowTarget, v active
 	crashSnapshot      crashOp = "snapshot"       // snapshot s<run> of the active v
 	crashOverwrite     crashOp = "overwrite"      // write pattern B over v's first block, deactivate v
 	crashRestore       crashOp = "restore"        // volume r<run> from s<run>
@@ -93,6 +95,7 @@ func crashPlan(run int) []crashStep {
 	steps := []crashStep{
 		{crashCreate, crashJournalPoints("create")},
 		{crashWrite, nil},
+		{crashGrow, []string{"grow.after-intent", "grow.after-truncate", "grow.after-refresh", "grow.after-reload"}},
 		{crashSnapshot, []string{"snapshot.after-intent", "snapshot.origin-suspended",
 			"snapshot.taken-before-resume", "snapshot.after-apply", "snapshot.after-txid"}},
 		{crashOverwrite, nil},
@@ -141,6 +144,9 @@ func crashArm(name string, run int) string {
 	}
 	return fmt.Sprintf("%s:%d", name, 1+run%n)
 }
+
+// crashGrowTarget is the size run grows the pool to.
+func crashGrowTarget(run int) uint64 { return crashPoolBytes + uint64(run+1)*crashGrowStep }
 
 func crashNames(run int) (v, s, r string) {
 	return fmt.Sprintf("v%d", run), fmt.Sprintf("s%d", run), fmt.Sprintf("r%d", run)
@@ -235,6 +241,8 @@ func (w *crashWorkload) do(op crashOp) (*thinpool.Volume, error) {
 		return w.v, err
 	case crashWrite:
 		return nil, crashWriteVolume(e, w.v.ID, 0, crashPattern('A', w.run, crashPatternSize))
+	case crashGrow:
+		return nil, e.Grow(crashGrowTarget(w.run))
 	case crashSnapshot:
 		w.s, err = e.CreateSnapshot(sName, w.v.ID, nil)
 		return w.s, err
@@ -647,6 +655,7 @@ func (s *crashSeries) verify(t *testing.T, run int, prog *crashProgress) bool {
 	}
 	s.checkThins(fail, recs)
 	s.checkRecords(fail, run, prog, recs)
+	s.checkGrown(fail, run, prog)
 	s.retry(fail, e, run, prog)
 
 	vName, sName, rName := crashNames(run)
@@ -689,6 +698,28 @@ func (s *crashSeries) checkNotSuspended(fail func(string, ...any)) bool {
 		}
 	}
 	return ok
+}
+
+// checkGrown: a grow the child began is finished at start, wherever it
+// was killed (every grow failpoint is after its intent is durable): the
+// pool's table and its data file have the run's size.
+func (s *crashSeries) checkGrown(fail func(string, ...any), run int, prog *crashProgress) {
+	if !prog.began(crashGrow) {
+		return
+	}
+	want := crashGrowTarget(run)
+	st, err := s.ctl.PoolStatus(s.cfg.PoolName)
+	if err != nil {
+		fail("pool status: %v", err)
+		return
+	}
+	if got := st.DataTotal * crashPoolBlock; got != want {
+		fail("the pool has %d data bytes after the restart, want the grown %d", got, want)
+	}
+	fi, err := os.Stat(filepath.Join(s.cfg.StateDir, "pool-data.img"))
+	if err != nil || uint64(fi.Size()) != want {
+		fail("the pool's data file: %v, want %d bytes", err, want)
+	}
 }
 
 // crashRecords lists every volume and snapshot, page by page.
