@@ -65,6 +65,9 @@ func newMetrics(pool poolReader) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if g, ok := pool.(growReader); ok {
+		m.registry.MustRegister(&growCollector{pool: g})
+	}
 	return m
 }
 

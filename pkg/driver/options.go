@@ -21,6 +21,9 @@ type Options struct {
 
 	PoolName           string
 	PoolSize           ByteSize // loopback pool size
+	PoolMaxSize        ByteSize // loopback pool auto-grow limit; 0: no auto-grow
+	PoolGrowPercent    float64
+	PoolFSReserve      float64 // percent
 	DataDevice         string
 	MetadataDevice     string
 	BlockSize          ByteSize
@@ -41,6 +44,8 @@ func DefaultOptions() Options {
 		StateDir:           "/var/lib/csi-thin",
 		PoolName:           thinpool.DefaultPoolName,
 		PoolSize:           100 << 30,
+		PoolGrowPercent:    thinpool.DefaultGrowPercent,
+		PoolFSReserve:      thinpool.DefaultFSReservePercent,
 		BlockSize:          thinpool.DefaultBlockSizeBytes,
 		OverprovisionRatio: thinpool.DefaultOverprovisionRatio,
 		DataReserve:        thinpool.DefaultDataReservePercent,
@@ -56,6 +61,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "directory for the state database and, for a loopback pool, its backing files")
 	fs.StringVar(&o.PoolName, "pool-name", o.PoolName, "device-mapper name of the thin pool; volumes are named after it")
 	fs.Var(&o.PoolSize, "pool-size", "size of a loopback pool (e.g. 100Gi); a larger size on a later start grows the pool")
+	fs.Var(&o.PoolMaxSize, "pool-max-size", "let a loopback pool grow by itself, before it fills, up to this size (e.g. 500Gi); 0: it grows only with --pool-size")
+	fs.Float64Var(&o.PoolGrowPercent, "pool-grow-percent", o.PoolGrowPercent, "auto-grow step, in percent of the pool's size; the pool grows once less than one step is free")
+	fs.Float64Var(&o.PoolFSReserve, "pool-fs-reserve-percent", o.PoolFSReserve, "auto-grow stops where the filled pool files would leave less than this percentage of the state directory's file system free")
 	fs.StringVar(&o.DataDevice, "data-device", o.DataDevice, "block device for the pool's data (with --metadata-device); empty: a loopback pool in --state-dir")
 	fs.StringVar(&o.MetadataDevice, "metadata-device", o.MetadataDevice, "block device for the pool's metadata (with --data-device)")
 	fs.Var(&o.BlockSize, "block-size", "pool data block size, 64Ki to 1Gi in 64Ki steps; fixed when the pool is created")
@@ -82,6 +90,18 @@ func (o *Options) Validate() error {
 	if (o.DataDevice == "") != (o.MetadataDevice == "") {
 		return fmt.Errorf("--data-device and --metadata-device go together: give both, or neither for a loopback pool in --state-dir")
 	}
+	if o.PoolMaxSize != 0 && o.DataDevice != "" {
+		return fmt.Errorf("--pool-max-size applies to loopback pools: a pool on --data-device takes that device's size, so grow the device instead (csi-thin follows it)")
+	}
+	if o.PoolMaxSize != 0 && o.PoolMaxSize < o.PoolSize {
+		return fmt.Errorf("--pool-max-size %s is below --pool-size %s: raise it, or 0 to turn auto-grow off", o.PoolMaxSize.String(), o.PoolSize.String())
+	}
+	if o.PoolGrowPercent < 1 || o.PoolGrowPercent > 100 {
+		return fmt.Errorf("--pool-grow-percent %g: use 1 to 100", o.PoolGrowPercent)
+	}
+	if o.PoolFSReserve <= 0 || o.PoolFSReserve >= 100 {
+		return fmt.Errorf("--pool-fs-reserve-percent %g: use more than 0 and less than 100", o.PoolFSReserve)
+	}
 	if o.MaxVolumes < 0 {
 		return fmt.Errorf("--max-volumes %d is negative", o.MaxVolumes)
 	}
@@ -99,6 +119,7 @@ func (o *Options) engineConfig() thinpool.Config {
 		StateDir: o.StateDir, PoolName: o.PoolName,
 		DataDevice: o.DataDevice, MetadataDevice: o.MetadataDevice,
 		PoolSizeBytes: uint64(o.PoolSize), BlockSizeBytes: uint64(o.BlockSize),
+		MaxSizeBytes: uint64(o.PoolMaxSize), GrowPercent: o.PoolGrowPercent, FSReservePercent: o.PoolFSReserve,
 		OverprovisionRatio: o.OverprovisionRatio,
 		DataReservePercent: o.DataReserve, MetadataReservePercent: o.MetadataReserve,
 		ErrorIfNoSpace: o.ErrorIfNoSpace,

@@ -89,10 +89,18 @@ spec:
             - "--state-dir={{ $stateDir }}"
             - "--pool-name={{ $pool.name }}"
             {{- if $pool.dataDevice }}
+            {{- if $pool.maxSize }}
+            {{- fail (printf "pool.maxSize %s applies to loopback pools; a pool on dataDevice %s takes the device's size: grow the device instead" $pool.maxSize $pool.dataDevice) }}
+            {{- end }}
             - "--data-device={{ $pool.dataDevice }}"
             - "--metadata-device={{ $pool.metadataDevice }}"
             {{- else }}
             - "--pool-size={{ $pool.size }}"
+            {{- if $pool.maxSize }}
+            - "--pool-max-size={{ $pool.maxSize }}"
+            - "--pool-grow-percent={{ $pool.growPercent }}"
+            - "--pool-fs-reserve-percent={{ $pool.fsReservePercent }}"
+            {{- end }}
             {{- end }}
             - "--block-size={{ $pool.blockSize }}"
             - "--overprovision-ratio={{ $pool.overprovisionRatio }}"
