@@ -283,3 +283,77 @@ func TestEngineAutoGrowMetadata(t *testing.T) {
 		t.Fatalf("metadata did not grow: %+v, %+v", st, gs)
 	}
 }
+
+// A pool on block devices takes up its data device's new size when the
+// administrator grows it: at start, and, while csi-thin runs, at the
+// pool's next low water event. Loop devices stand in for the block
+// devices, since they can be grown.
+func TestEngineBlockPoolFollowsItsDevice(t *testing.T) {
+	kerneltest.Require(t)
+	dir := kerneltest.ScratchDir(t)
+	devs := make([]*dm.LoopDevice, 2)
+	files := []string{filepath.Join(dir, "data"), filepath.Join(dir, "metadata")}
+	for i, size := range []int64{128 * ekMiB, 8 * ekMiB} {
+		if err := os.WriteFile(files[i], nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(files[i], size); err != nil {
+			t.Fatal(err)
+		}
+		l, err := dm.AttachLoop(files[i], dm.LoopOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		devs[i] = l
+		t.Cleanup(func() {
+			if err := l.Detach(); err != nil {
+				t.Errorf("detach %s: %v", l.Path, err)
+			}
+		})
+	}
+	cfg := thinpool.Config{StateDir: t.TempDir(), PoolName: ekPoolName(t), DataDevice: devs[0].Path, MetadataDevice: devs[1].Path}
+	ekCleanupPool(t, cfg)
+	ctl := ekControl(t)
+	growDevice := func(size int64) {
+		t.Helper()
+		if err := os.Truncate(files[0], size); err != nil {
+			t.Fatal(err)
+		}
+		if err := devs[0].RefreshCapacity(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dataBytes := func() uint64 { return ekStatus(t, ctl, cfg.PoolName).DataTotal * thinpool.DefaultBlockSizeBytes }
+
+	e := ekOpen(t, cfg)
+	v := ekCreate(t, e, "v", 512*ekMiB)
+	ekClose(t, e)
+	growDevice(192 * ekMiB)
+	e = ekOpen(t, cfg)
+	if got := dataBytes(); got != 192*ekMiB {
+		t.Fatalf("after the data device grew to 192 MiB the pool has %d bytes at start", got)
+	}
+
+	growDevice(320 * ekMiB)
+	if got := dataBytes(); got != 192*ekMiB {
+		t.Fatalf("the pool took the device's new size before any event: %d bytes", got)
+	}
+	// Low water: half the pool free. Writing 128 MiB of 192 crosses it.
+	node := ekActivate(t, e, v)
+	if r := agWrite(node, 128*ekMiB, 3); r.err != nil {
+		t.Fatal(r.err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for dataBytes() != 320*ekMiB {
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after the low water event the pool has %d bytes, its data device %d", dataBytes(), 320*ekMiB)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	gs := e.GrowStats()
+	t.Logf("the pool followed its data device from 192 to 320 MiB on the low water event, %v after it (grow stats %+v)", gs.LastLatency, gs)
+	if gs.Grows["device"] == 0 {
+		t.Fatalf("grow stats %+v: the device's growth is not counted", gs)
+	}
+	agCheck(t, node, 128*ekMiB, 3)
+}
