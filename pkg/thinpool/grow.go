@@ -75,7 +75,7 @@ func (e *Engine) Grow(sizeBytes uint64) error {
 	defer e.poolMu.Unlock()
 	b := e.backing
 	if b == nil || !b.loop {
-		return invalidf("only a loopback pool grows in place; grow a block device pool's data device and restart csi-thin")
+		return invalidf("only a loopback pool grows in place; grow a block device pool's data device instead: csi-thin takes up its size at start and at the pool's next low water event")
 	}
 	block := e.BlockSizeBytes()
 	sizeBytes = sizeBytes / block * block
