@@ -377,8 +377,9 @@ func TestEngineBlockPoolFollowsItsDevice(t *testing.T) {
 
 // Without a maximum size the pool fills under concurrent writers: with
 // error_if_no_space the writes that find it full fail at once (every
-// writer returns, none hangs) and what each wrote before reads back; in
-// queue mode they wait, and all complete once the pool is grown.
+// writer returns, none hangs, no more is written than the pool holds) and
+// what each wrote before reads back; in queue mode they wait, and all
+// complete once the pool is grown.
 func TestEngineFillsUnderConcurrentWriters(t *testing.T) {
 	const writers, per = 4, 64 * ekMiB // 256 MiB into a 128 MiB pool
 	for _, errorIfNoSpace := range []bool{true, false} {
@@ -420,9 +421,12 @@ func TestEngineFillsUnderConcurrentWriters(t *testing.T) {
 			if errorIfNoSpace {
 				<-done
 				var total int64
+				failed := 0
 				for i, r := range results {
-					if r.err == nil {
-						t.Errorf("writer %d wrote %d MiB into a full pool without an error", i, r.bytes/ekMiB)
+					// A writer scheduled early may finish before the pool
+					// fills; those that find it full fail.
+					if r.err != nil {
+						failed++
 					}
 					total += r.bytes
 					t.Logf("writer %d: %d MiB, then %v", i, r.bytes/ekMiB, r.err)
@@ -430,8 +434,8 @@ func TestEngineFillsUnderConcurrentWriters(t *testing.T) {
 						agCheck(t, nodes[i], r.bytes, byte(20*i))
 					}
 				}
-				if total > 128*ekMiB {
-					t.Fatalf("%d MiB written into a 128 MiB pool", total/ekMiB)
+				if failed == 0 || total > 128*ekMiB {
+					t.Fatalf("%d writers failed, %d MiB written into a 128 MiB pool", failed, total/ekMiB)
 				}
 				return
 			}
