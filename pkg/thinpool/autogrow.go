@@ -302,7 +302,7 @@ func (e *Engine) nextGrowLocked(st dm.PoolStatus) (*growIntent, string, error) {
 		e.growth.fsFull = true
 		refusal = fmt.Sprintf("the file system under %s keeps its %g%% reserve", e.cfg.StateDir, e.cfg.FSReservePercent)
 		// Metadata first: once it runs out the pool needs a repair.
-		g.MetadataBytes = meta + min(g.MetadataBytes-meta, room)
+		g.MetadataBytes = meta + min(g.MetadataBytes-meta, room)&^(metadataBlockBytes-1)
 		g.DataBytes = data + min(g.DataBytes-data, room-(g.MetadataBytes-meta))/block*block
 	}
 	if dataLow && g.DataBytes == data && refusal == "" {

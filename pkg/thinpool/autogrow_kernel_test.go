@@ -457,3 +457,63 @@ func TestEngineFillsUnderConcurrentWriters(t *testing.T) {
 		})
 	}
 }
+
+// Auto-grow keeps the file system under the state directory's reserve: on
+// a 512 MiB file system with a 10% reserve, a writer that keeps writing
+// past what the file system can hold makes the pool grow only as far as
+// its files, once written, leave the reserve free. There the pool stops
+// growing (the refusal counted), its table switches to error_if_no_space,
+// and the writes that do not fit fail at once instead of waiting.
+func TestEngineAutoGrowKeepsTheFSReserve(t *testing.T) {
+	kerneltest.Require(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=512m"); err != nil {
+		t.Fatalf("mount a 512 MiB tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	cfg := thinpool.Config{StateDir: dir, PoolName: ekPoolName(t), PoolSizeBytes: 64 * ekMiB, MaxSizeBytes: 4 * ekGiB, ErrorIfNoSpace: true}
+	ekCleanupPool(t, cfg)
+	ctl := ekControl(t)
+	e := ekOpen(t, cfg)
+	v := ekCreate(t, e, "v", 512*ekMiB)
+	node := ekActivate(t, e, v)
+	r := agWrite(node, 512*ekMiB, 5)
+	if r.err == nil {
+		t.Fatalf("512 MiB written through a pool on a 512 MiB file system")
+	}
+	st := ekStatus(t, ctl, cfg.PoolName)
+	data := st.DataTotal * thinpool.DefaultBlockSizeBytes
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	var holes uint64
+	for _, f := range []string{ekDataFile, ekMetadataFile} {
+		var s unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, f), &s); err != nil {
+			t.Fatal(err)
+		}
+		holes += uint64(s.Size) - min(uint64(s.Size), uint64(s.Blocks)*512)
+	}
+	avail, total := fs.Bavail*uint64(fs.Bsize), fs.Blocks*uint64(fs.Bsize)
+	gs := e.GrowStats()
+	t.Logf("wrote %d MiB, then %v; the pool grew from 64 to %d MiB in %d grows; the file system has %d MiB free, %d MiB of it the files' holes, of %d MiB",
+		r.bytes/ekMiB, r.err, data/ekMiB, gs.Grows["auto"], avail/ekMiB, holes/ekMiB, total/ekMiB)
+	if data <= 64*ekMiB || gs.Grows["auto"] == 0 {
+		t.Fatalf("the pool did not grow: %d bytes, %+v", data, gs)
+	}
+	if avail < holes || avail-holes < total/10 {
+		t.Fatalf("once the files are written the file system keeps %d of %d bytes, less than its 10%% reserve", int64(avail)-int64(holes), total)
+	}
+	if gs.Refused == 0 || !st.ErrorIfNoSpace {
+		t.Fatalf("at the reserve: refusals %d, error_if_no_space %v: want the refusal counted and the writes failing at once", gs.Refused, st.ErrorIfNoSpace)
+	}
+	if r.slowest > agNoSpaceTimeout(t) {
+		t.Fatalf("a write waited %v, as long as the kernel's no_space_timeout", r.slowest)
+	}
+	agCheck(t, node, r.bytes/agChunk*agChunk, 5)
+}
