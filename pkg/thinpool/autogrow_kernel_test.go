@@ -268,9 +268,11 @@ func TestEngineAutoGrowStartStopAndMaximum(t *testing.T) {
 
 // Metadata grows on its own low watermark event: a pool whose metadata is
 // small (2 MiB, made before the pool) and whose data may not grow takes
-// thousands of volumes, each of which costs metadata. The kernel's
-// metadata low watermark event grows the metadata file before it runs
-// out, so that the pool never goes read-only and every create succeeds.
+// volumes, each of which costs metadata, until its metadata has grown and
+// a hundred more. The kernel's metadata low watermark event grows the
+// metadata file (to what the sizing rule wants for the pool's data)
+// before it runs out, so that the pool never goes read-only and every
+// create succeeds.
 func TestEngineAutoGrowMetadata(t *testing.T) {
 	cfg := agConfig(t, 64*ekMiB, 64*ekMiB, true)
 	if err := os.WriteFile(filepath.Join(cfg.StateDir, ekMetadataFile), make([]byte, 2*ekMiB), 0o600); err != nil {
