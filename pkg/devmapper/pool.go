@@ -53,7 +53,18 @@ func (c *Control) ReloadPool(name string, t PoolTable, dataSectors uint64) error
 // PoolStatus reads and parses the pool's status. The kernel commits the
 // pool's metadata first, so the figures are current.
 func (c *Control) PoolStatus(name string) (PoolStatus, error) {
-	line, err := c.singleStatus(name, "thin-pool")
+	return c.poolStatus(name, false)
+}
+
+// PoolStatusNoCommit reads the pool's status as PoolStatus does, but
+// without the metadata commit a status read makes (DM_NOFLUSH_FLAG): the
+// mode is current, the usage may not count changes not yet committed.
+func (c *Control) PoolStatusNoCommit(name string) (PoolStatus, error) {
+	return c.poolStatus(name, true)
+}
+
+func (c *Control) poolStatus(name string, noFlush bool) (PoolStatus, error) {
+	line, err := c.singleStatus(name, "thin-pool", noFlush)
 	if err != nil {
 		return PoolStatus{}, err
 	}
@@ -65,9 +76,9 @@ func (c *Control) PoolStatus(name string) (PoolStatus, error) {
 }
 
 // singleStatus returns the status line of a device whose table is one
-// target of the given type.
-func (c *Control) singleStatus(name, targetType string) (string, error) {
-	ts, err := c.Status(name, false)
+// target of the given type; noFlush as Status takes it.
+func (c *Control) singleStatus(name, targetType string, noFlush bool) (string, error) {
+	ts, err := c.Status(name, noFlush)
 	if err != nil {
 		return "", err
 	}

@@ -52,7 +52,7 @@ func (c *Control) ReloadThin(name string, t ThinTable, sectors uint64, readOnly 
 
 // ThinStatus reads and parses an active thin device's status.
 func (c *Control) ThinStatus(name string) (ThinStatus, error) {
-	line, err := c.singleStatus(name, "thin")
+	line, err := c.singleStatus(name, "thin", false)
 	if err != nil {
 		return ThinStatus{}, err
 	}

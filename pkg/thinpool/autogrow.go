@@ -208,7 +208,7 @@ func (e *Engine) onEventLocked(ctl *dm.Control, at time.Time) error {
 		return err
 	}
 	for {
-		st, err := quickPoolStatus(ctl, e.pool)
+		st, err := ctl.PoolStatusNoCommit(e.pool)
 		if err != nil {
 			return err
 		}
@@ -241,7 +241,7 @@ func (e *Engine) onEventLocked(ctl *dm.Control, at time.Time) error {
 		}
 		d := e.growth.reloaded.Sub(at)
 		e.growth.took(d)
-		after, err := quickPoolStatus(ctl, e.pool)
+		after, err := ctl.PoolStatusNoCommit(e.pool)
 		if err != nil {
 			return err
 		}
@@ -312,19 +312,6 @@ func (e *Engine) nextGrowLocked(st dm.PoolStatus) (*growIntent, string, error) {
 		return nil, refusal, nil
 	}
 	return &g, refusal, nil
-}
-
-// quickPoolStatus reads the pool's status without committing its
-// metadata first.
-func quickPoolStatus(ctl *dm.Control, pool string) (dm.PoolStatus, error) {
-	ts, err := ctl.Status(pool, true)
-	if err != nil {
-		return dm.PoolStatus{}, err
-	}
-	if len(ts) != 1 || ts[0].Type != "thin-pool" {
-		return dm.PoolStatus{}, fmt.Errorf("%w: %s is not a thin pool", ErrStoreMismatch, pool)
-	}
-	return dm.ParsePoolStatus(ts[0].Params)
 }
 
 // fsRoom is how many bytes the pool's files may still grow by: the file

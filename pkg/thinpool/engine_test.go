@@ -137,7 +137,7 @@ func TestCreateCostsOneMessageOneTransactionOneCommit(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
 	for i := 0; i < 5; i++ {
-		before, statusBefore := e.store.commits.Load(), fk.count("status")
+		before, statusBefore, quickBefore := e.store.commits.Load(), fk.count("status"), fk.count("status-nocommit")
 		if _, err := e.CreateVolume(CreateRequest{Name: fmt.Sprint(i), SizeBytes: mib}); err != nil {
 			t.Fatal(err)
 		}
@@ -148,6 +148,11 @@ func TestCreateCostsOneMessageOneTransactionOneCommit(t *testing.T) {
 		// share one.
 		if n := fk.count("status") - statusBefore; n != 1 {
 			t.Fatalf("create %d read the pool's status %d times, want 1", i, n)
+		}
+		// And one read that does not commit, which says whether the
+		// kernel kept the transaction id.
+		if n := fk.count("status-nocommit") - quickBefore; n != 1 {
+			t.Fatalf("create %d read the pool's status without a commit %d times, want 1", i, n)
 		}
 	}
 	if fk.count("create_thin") != 5 || fk.count("set_transaction_id") != 5 || fk.txid != 5 {

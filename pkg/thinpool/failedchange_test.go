@@ -12,12 +12,20 @@ import (
 
 // abortingKernel does what the kernel does when the metadata device fails
 // during a pool message: the message's commit fails, which the kernel
-// ignores after aborting the transaction (the new thin device is gone) and
+// ignores after aborting the transaction (what the message did is gone) and
 // turning the pool read-only with needs_check; the next message is refused
-// with EOPNOTSUPP.
+// with EOPNOTSUPP. at names the message whose commit fails: create_thin,
+// or set_transaction_id (the thin device is kept, the new id is not).
 type abortingKernel struct {
 	*fakeKernel
 	armed bool
+	at    string
+}
+
+func (k *abortingKernel) abort() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.status.Mode, k.status.NeedsCheck = dm.PoolModeReadOnly, true
 }
 
 func (k *abortingKernel) readOnly() bool {
@@ -27,18 +35,20 @@ func (k *abortingKernel) readOnly() bool {
 }
 
 func (k *abortingKernel) CreateThin(pool string, id uint32) error {
-	if !k.armed {
+	if !k.armed || k.at != "create_thin" {
 		return k.fakeKernel.CreateThin(pool, id)
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.status.Mode, k.status.NeedsCheck = dm.PoolModeReadOnly, true
+	k.abort()
 	return nil
 }
 
 func (k *abortingKernel) SetTransactionID(pool string, oldID, newID uint64) error {
 	if k.readOnly() {
 		return kerr("message set_transaction_id", pool, unix.EOPNOTSUPP)
+	}
+	if k.armed && k.at == "set_transaction_id" {
+		k.abort()
+		return nil
 	}
 	return k.fakeKernel.SetTransactionID(pool, oldID, newID)
 }
@@ -55,8 +65,14 @@ func (k *abortingKernel) DeleteThin(pool string, id uint32) error {
 // read-only pool refused; after the repair the journal rolls it back and
 // the records and the pool agree.
 func TestChangeMeetingMetadataFailure(t *testing.T) {
+	for _, at := range []string{"create_thin", "set_transaction_id"} {
+		t.Run(at, func(t *testing.T) { testChangeMeetingMetadataFailure(t, at) })
+	}
+}
+
+func testChangeMeetingMetadataFailure(t *testing.T, at string) {
 	fk := newFakeKernel()
-	k := &abortingKernel{fakeKernel: fk}
+	k := &abortingKernel{fakeKernel: fk, at: at}
 	cfg, err := Config{StateDir: t.TempDir(), PoolSizeBytes: gib}.withDefaults()
 	if err != nil {
 		t.Fatal(err)

@@ -149,6 +149,17 @@ func (f *fakeKernel) PoolStatus(pool string) (dm.PoolStatus, error) {
 	return st, nil
 }
 
+func (f *fakeKernel) PoolStatusNoCommit(pool string) (dm.PoolStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.step("status-nocommit"); err != nil {
+		return dm.PoolStatus{}, err
+	}
+	st := f.status
+	st.TransactionID = f.txid
+	return st, nil
+}
+
 func (f *fakeKernel) ReloadPool(pool string, t dm.PoolTable, sectors uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -92,10 +92,25 @@ func (e *Engine) journaled(c change) error {
 
 	if err := e.k.SetTransactionID(e.pool, committed, tx); err != nil {
 		e.dirty = true
+		err = e.failedChange(fmt.Errorf("advance the pool's transaction id from %d to %d: %w", committed, tx, err))
+		if errors.Is(err, ErrUnhealthy) {
+			return err // recovered once the pool is repaired
+		}
 		if recErr := e.recoverLocked(); recErr != nil {
 			klog.ErrorS(recErr, "Recovery after a failed transaction failed", "id", v.ID)
 		}
-		return e.failedChange(fmt.Errorf("advance the pool's transaction id from %d to %d: %w", committed, tx, err))
+		return err
+	}
+	// The kernel commits its metadata after each message and ignores a
+	// commit that fails: it aborts the transaction and leaves write mode.
+	// So set_transaction_id can succeed and not be kept. A pool still in
+	// write mode kept it (a read that does not commit says so); one that
+	// left it may have dropped it, and the change is settled when the pool
+	// is repaired. The caller is not told it succeeded meanwhile.
+	if st, err := e.k.PoolStatusNoCommit(e.pool); err != nil || st.Usable() != nil {
+		e.dirty = true
+		return e.failedChange(fmt.Errorf("the pool left write mode as transaction %d was committed, and the kernel may have dropped it (%v)",
+			tx, errors.Join(err, st.Usable())))
 	}
 	e.committed.Store(tx)
 	c.points.afterTxID.Hit()

@@ -12,6 +12,7 @@ type kernel interface {
 	DeleteThin(pool string, id uint32) error
 	SetTransactionID(pool string, oldID, newID uint64) error
 	PoolStatus(pool string) (dm.PoolStatus, error)
+	PoolStatusNoCommit(pool string) (dm.PoolStatus, error)
 	ReloadPool(pool string, t dm.PoolTable, dataSectors uint64) error
 
 	Info(name string) (dm.Info, error)
