@@ -375,7 +375,9 @@ func (c *Control) Message(name string, sector uint64, msg string) (string, error
 // WaitEvent blocks until the device's event counter differs from eventNr
 // (a thin-pool raises an event when it crosses its low water mark, runs
 // out of space or changes mode) and returns the device's info then. Pass
-// the EventNr of an earlier Info.
+// the EventNr of an earlier Info. Nothing but the device's next event or
+// its removal makes it return: to wait in a way that can be stopped, use
+// an EventWaiter.
 func (c *Control) WaitEvent(name string, eventNr uint32) (Info, error) {
 	if err := validateName(name); err != nil {
 		return Info{}, err

@@ -23,6 +23,9 @@ var (
 	// ErrUnsupported: the running kernel's device-mapper is too old for the
 	// operation.
 	ErrUnsupported = errors.New("not supported by this kernel")
+	// ErrStopped: an EventWaiter's Wait returned because the waiter was
+	// stopped or closed, not because of an event.
+	ErrStopped = errors.New("event waiter stopped")
 )
 
 // opCreate is the operation name of DM_DEV_CREATE, whose EBUSY means the

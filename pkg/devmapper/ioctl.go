@@ -62,11 +62,13 @@ var (
 	cmdTableStatus  = command{unix.DM_TABLE_STATUS, "status", 0}
 	cmdListVersions = command{unix.DM_LIST_VERSIONS, "list versions", 1}
 	cmdTargetMsg    = command{unix.DM_TARGET_MSG, "message", 2}
+	cmdArmPoll      = command{unix.DM_DEV_ARM_POLL, "arm poll", minorArmPoll}
 )
 
 // Interface versions that some flags need.
 const (
 	minorDeferredRemove = 27 // DM_DEFERRED_REMOVE, @cancel_deferred_remove
+	minorArmPoll        = 37 // DM_DEV_ARM_POLL and poll(2) on the control node
 	minorNameListUUID   = 45 // event_nr, flags and uuid after each listed name
 )
 
