@@ -15,10 +15,12 @@ import (
 // Auto-grow. The pool's table carries a low water mark: the kernel raises
 // a dm event when free data falls below it, and when free metadata falls
 // below its own metadata low watermark (min(4 MiB, a quarter of the
-// metadata device)), and on every mode change. A goroutine waits for those
-// events (DM_DEV_WAIT) and, under the pool lock like any other change,
-// grows a loopback pool by a step, or reloads a pool on block devices
-// whose data device the administrator grew. Nothing polls.
+// metadata device)), and on every mode change. A goroutine waits for
+// those events (poll(2) on a control node armed with DM_DEV_ARM_POLL, or
+// DM_DEV_WAIT on kernels before interface 4.37) and, under the pool lock
+// like any other change, grows a loopback pool by a step, or reloads a
+// pool on block devices whose data device the administrator grew. Nothing
+// polls on a timer; Close stops the goroutine and waits for it.
 
 // GrowStats are the pool's growths since the engine opened.
 type GrowStats struct {
@@ -40,6 +42,10 @@ type GrowStats struct {
 type growth struct {
 	mu    sync.Mutex // guards stats
 	stats GrowStats
+
+	// Set before the watcher starts:
+	waiter *dm.EventWaiter // what the watcher waits on; nil without one or with DM_DEV_WAIT
+	done   chan struct{}   // closed when the watcher has returned and closed its control node
 
 	// Under the engine's poolMu:
 	stopped    bool          // the engine closed: the watcher acts on nothing more
@@ -134,14 +140,45 @@ func (e *Engine) startGrowth() error {
 	return nil
 }
 
+// openEventWaiter opens what the watcher waits on; tests replace it to
+// take the path of kernels without DM_DEV_ARM_POLL.
+var openEventWaiter = dm.OpenEventWaiter
+
 // startWatch starts waiting for the pool's events, when it has any to act
 // on, and acts once on the pool as it is now.
 func (e *Engine) startWatch() error {
 	if !e.watches() {
 		return nil
 	}
-	// A control device of its own: the waiter sits in DM_DEV_WAIT, and
-	// Close closes the engine's.
+	// A control node of its own: the waiter arms it, and Close closes the
+	// engine's.
+	w, err := openEventWaiter()
+	if errors.Is(err, dm.ErrUnsupported) {
+		return e.startDevWait(err)
+	}
+	if err != nil {
+		return err
+	}
+	info, err := w.Info(e.pool)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	// The pool as it is now, then its events since info: an event during
+	// the act moves the number, and the watcher acts on it at once.
+	e.actAtStart(w.Control)
+	e.growth.waiter = w
+	e.growth.done = make(chan struct{})
+	go e.watch(w, info.EventNr)
+	return nil
+}
+
+// startDevWait is startWatch on a kernel that cannot poll its control
+// node: the watcher waits in DM_DEV_WAIT, which only the pool's next event
+// or its removal ends, so Close cannot stop it.
+func (e *Engine) startDevWait(why error) error {
+	klog.InfoS("The kernel's device-mapper cannot wake the pool's event waiter; it waits for the pool's "+
+		"next event in the kernel, and stays there after the engine closes until that event", "pool", e.pool, "reason", why)
 	ctl, err := dm.Open()
 	if err != nil {
 		return err
@@ -151,48 +188,116 @@ func (e *Engine) startWatch() error {
 		ctl.Close()
 		return err
 	}
-	go e.watch(ctl, info.EventNr)
+	e.actAtStart(ctl)
+	go e.watchDevWait(ctl, info.EventNr)
+	return nil
+}
+
+// actAtStart acts once on the pool as it is before the watcher starts.
+func (e *Engine) actAtStart(ctl *dm.Control) {
 	e.poolMu.Lock()
 	defer e.poolMu.Unlock()
 	if err := e.onEventLocked(ctl, time.Now()); err != nil {
 		klog.ErrorS(err, "Could not grow the pool at start", "pool", e.pool)
 	}
-	return nil
 }
 
-// stopWatch keeps the waiter from acting again. It does not wait for it:
-// the waiter is in the kernel until the pool's next event (any change of
-// mode or space, or the pool's removal), then closes its control device
-// and returns.
+// stopWatch keeps the watcher from acting again, stops its wait and waits
+// for it to return and close its control node. On a kernel without
+// DM_DEV_ARM_POLL the watcher cannot be woken: it returns at the pool's
+// next event (any change of mode or space, or the pool's removal).
 func (e *Engine) stopWatch() {
 	e.poolMu.Lock()
 	e.growth.stopped = true
 	e.poolMu.Unlock()
+	if e.growth.waiter == nil {
+		return
+	}
+	e.growth.waiter.Stop()
+	<-e.growth.done
 }
 
-// watch waits for the pool's events and acts on each.
-func (e *Engine) watch(ctl *dm.Control, nr uint32) {
+// watch waits for the pool's events and acts on each, until stopWatch;
+// nr is the pool's event number that startWatch acts on.
+func (e *Engine) watch(w *dm.EventWaiter, nr uint32) {
+	defer close(e.growth.done)
+	defer w.Close()
+	for {
+		at := time.Now() // after a Wait, when it woke
+		// Arm first, then read the pool's event number: an event the read
+		// does not show came after the arming, so the Wait below returns
+		// at once for it. Read first, and an event between the read and
+		// the arming would be lost until the next one.
+		if err := w.Arm(); err != nil {
+			e.watchFailed(err)
+			return
+		}
+		info, err := w.Info(e.pool)
+		if err == nil && !info.Exists {
+			err = fmt.Errorf("pool %s was removed", e.pool)
+		}
+		if err != nil {
+			e.watchFailed(err)
+			return
+		}
+		if info.EventNr == nr {
+			// Any dm device's event ends the wait; the loop then reads
+			// the pool's number again.
+			if err := w.Wait(); err != nil {
+				if !errors.Is(err, dm.ErrStopped) {
+					e.watchFailed(err)
+				}
+				return
+			}
+			continue
+		}
+		nr = info.EventNr
+		if !e.onEvent(w.Control, nr, at) {
+			return
+		}
+	}
+}
+
+// watchDevWait is watch on a kernel without DM_DEV_ARM_POLL: it waits in
+// DM_DEV_WAIT for the pool's next event.
+func (e *Engine) watchDevWait(ctl *dm.Control, nr uint32) {
 	defer ctl.Close()
 	for {
 		info, err := ctl.WaitEvent(e.pool, nr)
-		at := time.Now()
-		e.poolMu.Lock()
-		if e.growth.stopped {
-			e.poolMu.Unlock()
-			return
-		}
 		if err != nil {
-			e.poolMu.Unlock()
-			klog.ErrorS(err, "Stopped waiting for the pool's events: it no longer grows by itself until csi-thin restarts", "pool", e.pool)
+			e.watchFailed(err)
 			return
 		}
 		nr = info.EventNr
-		klog.V(4).InfoS("Pool event", "pool", e.pool, "event", nr)
-		if err := e.onEventLocked(ctl, at); err != nil {
-			klog.ErrorS(err, "Could not grow the pool", "pool", e.pool)
+		if !e.onEvent(ctl, nr, time.Now()) {
+			return
 		}
-		e.poolMu.Unlock()
 	}
+}
+
+// onEvent acts on the pool's event nr, which arrived at at, under the
+// pool lock. It reports false once the engine has closed.
+func (e *Engine) onEvent(ctl *dm.Control, nr uint32, at time.Time) bool {
+	e.poolMu.Lock()
+	defer e.poolMu.Unlock()
+	if e.growth.stopped {
+		return false
+	}
+	klog.V(4).InfoS("Pool event", "pool", e.pool, "event", nr)
+	if err := e.onEventLocked(ctl, at); err != nil {
+		klog.ErrorS(err, "Could not grow the pool", "pool", e.pool)
+	}
+	return true
+}
+
+// watchFailed logs why the watcher stopped, unless the engine closed.
+func (e *Engine) watchFailed(err error) {
+	e.poolMu.Lock()
+	defer e.poolMu.Unlock()
+	if e.growth.stopped {
+		return
+	}
+	klog.ErrorS(err, "Stopped waiting for the pool's events: it no longer grows by itself until csi-thin restarts", "pool", e.pool)
 }
 
 // onEventLocked grows the pool while it is short of space and may grow;
