@@ -69,3 +69,21 @@ func BlockDevices(t testing.TB, n int) []string {
 	}
 	return devs[:n]
 }
+
+// OpenFiles counts the process's open files on path, such as the
+// device-mapper control node, to show that something closed what it
+// opened.
+func OpenFiles(t testing.TB, path string) int {
+	t.Helper()
+	links, err := filepath.Glob("/proc/self/fd/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range links {
+		if target, err := os.Readlink(l); err == nil && target == path {
+			n++
+		}
+	}
+	return n
+}

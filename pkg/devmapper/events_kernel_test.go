@@ -2,11 +2,10 @@ package devmapper_test
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/csi-thin/csi-thin/internal/kerneltest"
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 )
 
@@ -49,22 +48,6 @@ func returned(t *testing.T, done <-chan error, what string) error {
 		t.Fatalf("Wait still blocked a minute %s", what)
 	}
 	return nil
-}
-
-// controlFDs counts the process's open files on the dm control node.
-func controlFDs(t *testing.T) int {
-	t.Helper()
-	links, err := filepath.Glob("/proc/self/fd/*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, l := range links {
-		if target, err := os.Readlink(l); err == nil && target == dm.ControlPath {
-			n++
-		}
-	}
-	return n
 }
 
 // A waiter armed before the pool crosses its low water mark wakes at the
@@ -128,12 +111,12 @@ func TestEventWaiterWakesOnPoolEvent(t *testing.T) {
 func TestEventWaiterCloseUnblocksWait(t *testing.T) {
 	openControl(t)
 	t.Run("close", func(t *testing.T) {
-		fds := controlFDs(t)
+		fds := kerneltest.OpenFiles(t, dm.ControlPath)
 		w, err := dm.OpenEventWaiter()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := controlFDs(t); got != fds+1 {
+		if got := kerneltest.OpenFiles(t, dm.ControlPath); got != fds+1 {
 			t.Fatalf("%d control fds open with the waiter, want %d", got, fds+1)
 		}
 		if err := w.Arm(); err != nil {
@@ -150,7 +133,7 @@ func TestEventWaiterCloseUnblocksWait(t *testing.T) {
 			t.Fatalf("Wait in progress at Close returned %v, want ErrStopped", err)
 		}
 		t.Logf("Close with a Wait in progress took %v", took)
-		if got := controlFDs(t); got != fds {
+		if got := kerneltest.OpenFiles(t, dm.ControlPath); got != fds {
 			t.Fatalf("%d control fds open after Close, want %d", got, fds)
 		}
 		if err := w.Wait(); !errors.Is(err, dm.ErrStopped) {

@@ -263,22 +263,6 @@ func TestEngineAutoGrowStartStopAndMaximum(t *testing.T) {
 	}
 }
 
-// agControlFDs counts the process's open files on the dm control node.
-func agControlFDs(t testing.TB) int {
-	t.Helper()
-	links, err := filepath.Glob("/proc/self/fd/*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, l := range links {
-		if target, err := os.Readlink(l); err == nil && target == dm.ControlPath {
-			n++
-		}
-	}
-	return n
-}
-
 // agWatchers counts the engines' event watcher goroutines: the goroutines
 // the engine starts, all of them watchers, whether or not they have run
 // yet.
@@ -300,12 +284,12 @@ func agWatchers() int {
 // test runs before it.)
 func TestEngineCloseStopsItsWatcher(t *testing.T) {
 	cfg := agConfig(t, 64*ekMiB, 96*ekMiB, true)
-	fds, watchers := agControlFDs(t), agWatchers()
+	fds, watchers := kerneltest.OpenFiles(t, dm.ControlPath), agWatchers()
 	e := ekOpen(t, cfg)
 	if n := agWatchers(); n != watchers+1 {
 		t.Fatalf("%d event watchers with the engine open, want %d", n, watchers+1)
 	}
-	if n := agControlFDs(t); n < fds+2 {
+	if n := kerneltest.OpenFiles(t, dm.ControlPath); n < fds+2 {
 		t.Fatalf("%d control nodes open with the engine, want the engine's and its watcher's on top of %d", n, fds)
 	}
 	began := time.Now()
@@ -314,7 +298,7 @@ func TestEngineCloseStopsItsWatcher(t *testing.T) {
 	if n := agWatchers(); n != watchers {
 		t.Fatalf("%d event watchers after Close, want %d", n, watchers)
 	}
-	if n := agControlFDs(t); n != fds {
+	if n := kerneltest.OpenFiles(t, dm.ControlPath); n != fds {
 		t.Fatalf("%d control nodes open after Close, want %d", n, fds)
 	}
 	t.Logf("Close of an auto-growing engine took %v, its watcher stopped", took)
@@ -485,18 +469,7 @@ func TestEngineFillsUnderConcurrentWriters(t *testing.T) {
 				}
 				wg.Wait()
 			}()
-			t.Cleanup(func() {
-				// Should the test fail while writes wait for space, let
-				// them fail, so that the pool can be torn down.
-				select {
-				case <-done:
-				default:
-					pt, sectors := ekPoolTable(t, ctl, cfg.PoolName)
-					pt.Features.ErrorIfNoSpace = true
-					ctl.ReloadPool(cfg.PoolName, pt, sectors)
-					<-done
-				}
-			})
+			ekFailQueuedWritesOnCleanup(t, ctl, cfg.PoolName, done)
 			ekWaitPoolMode(t, ctl, cfg.PoolName, dm.PoolModeOutOfDataSpace)
 			if errorIfNoSpace {
 				<-done

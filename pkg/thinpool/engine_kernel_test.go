@@ -194,6 +194,22 @@ func ekStatus(t testing.TB, ctl *dm.Control, pool string) dm.PoolStatus {
 	return st
 }
 
+// ekFailQueuedWritesOnCleanup makes writes that still wait for space on a
+// full pool fail when the test ends, so that a test that failed meanwhile
+// can tear the pool down; done closes when the writers are finished.
+func ekFailQueuedWritesOnCleanup(t testing.TB, ctl *dm.Control, pool string, done <-chan struct{}) {
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			pt, sectors := ekPoolTable(t, ctl, pool)
+			pt.Features.ErrorIfNoSpace = true
+			ctl.ReloadPool(pool, pt, sectors)
+			<-done
+		}
+	})
+}
+
 // ekPoolTable is the live table of the pool and its length in sectors.
 func ekPoolTable(t testing.TB, ctl *dm.Control, pool string) (dm.PoolTable, uint64) {
 	t.Helper()
@@ -766,18 +782,7 @@ func TestEngineOutOfDataSpace(t *testing.T) {
 				defer close(wrote)
 				writeErr = ekFill(node, 72, 9) // more than the pool has
 			}()
-			t.Cleanup(func() {
-				// Should the test fail while writes wait for space, let
-				// them fail instead, so that the pool can be torn down.
-				select {
-				case <-wrote:
-				default:
-					pt, sectors := ekPoolTable(t, ctl, cfg.PoolName)
-					pt.Features.ErrorIfNoSpace = true
-					ctl.ReloadPool(cfg.PoolName, pt, sectors)
-					<-wrote
-				}
-			})
+			ekFailQueuedWritesOnCleanup(t, ctl, cfg.PoolName, wrote)
 			ekWaitPoolMode(t, ctl, cfg.PoolName, dm.PoolModeOutOfDataSpace)
 			if errorIfNoSpace {
 				<-wrote
