@@ -220,7 +220,7 @@ func (c *Control) Resume(name string, udev UdevFlags) error {
 	if err := validateName(name); err != nil {
 		return err
 	}
-	if _, err := c.run(cmdDevSuspend, &request{name: name, eventNr: udev.cookie()}); err != nil {
+	if _, err := c.run(cmdDevResume, &request{name: name, eventNr: udev.cookie()}); err != nil {
 		return err
 	}
 	klog.V(2).InfoS("Resumed dm device", "name", name)
@@ -467,8 +467,20 @@ func (c *Control) Activate(name, uuid string, targets []Target, opts ActivateOpt
 
 // Reload replaces a live device's table: load the new one, suspend
 // (flushing, and freezing a mounted filesystem), resume. If the suspend
-// fails, the new table is dropped and the old one stays live.
+// fails, the new table is dropped and the old one stays live. If the
+// resume fails (a target refuses the new table as it starts, as a
+// thin-pool does a data device smaller than its metadata records), the
+// old table is loaded and resumed again, so that the device is not left
+// suspended with I/O to it hanging; the resume's error is returned.
 func (c *Control) Reload(name string, targets []Target, opts ActivateOptions) error {
+	old, err := c.Table(name)
+	if err != nil {
+		return err
+	}
+	info, err := c.Info(name)
+	if err != nil {
+		return err
+	}
 	if err := c.Load(name, targets, opts.ReadOnly); err != nil {
 		return err
 	}
@@ -478,5 +490,16 @@ func (c *Control) Reload(name string, targets []Target, opts ActivateOptions) er
 		}
 		return err
 	}
-	return c.Resume(name, opts.Udev)
+	err = c.Resume(name, opts.Udev)
+	if err == nil {
+		return nil
+	}
+	if rbErr := c.Load(name, old, info.ReadOnly); rbErr != nil {
+		return fmt.Errorf("%w; loading the old table again failed too, and %s stays suspended: %w", err, name, rbErr)
+	}
+	if rbErr := c.Resume(name, opts.Udev); rbErr != nil {
+		return fmt.Errorf("%w; resuming with the old table failed too, and %s stays suspended: %w", err, name, rbErr)
+	}
+	klog.InfoS("The device refused its new table at resume: the old one is live again", "name", name, "err", err)
+	return err
 }

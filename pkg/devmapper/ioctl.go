@@ -54,6 +54,7 @@ var (
 	cmdDevCreate    = command{unix.DM_DEV_CREATE, opCreate, 0}
 	cmdDevRemove    = command{unix.DM_DEV_REMOVE, "remove", 0}
 	cmdDevSuspend   = command{unix.DM_DEV_SUSPEND, "suspend", 0}
+	cmdDevResume    = command{unix.DM_DEV_SUSPEND, "resume", 0} // DM_DEV_SUSPEND without DM_SUSPEND_FLAG
 	cmdDevStatus    = command{unix.DM_DEV_STATUS, "info", 0}
 	cmdDevWait      = command{unix.DM_DEV_WAIT, "wait", 0}
 	cmdTableLoad    = command{unix.DM_TABLE_LOAD, "load", 0}

@@ -308,3 +308,38 @@ func TestPoolThinWriteRead(t *testing.T) {
 		}
 	})
 }
+
+// A reload whose table the pool refuses as it resumes (a data device
+// smaller than the metadata records) leaves the old table live and the
+// pool running, not suspended with its volumes' I/O hanging.
+func TestReloadRefusedAtResumeKeepsTheOldTable(t *testing.T) {
+	poolKinds(t, func(t *testing.T, p *testPool) {
+		_, node := p.thin(t, 1, 8<<20/sectorSize)
+		want := fill(7, 1<<20)
+		writeAt(t, node, 0, want)
+
+		err := p.ctl.ReloadPool(p.name, p.table, p.dataSectors/2)
+		if err == nil {
+			t.Fatal("reloading the pool with half its data device succeeded")
+		}
+		t.Logf("the pool refused the smaller table: %v", err)
+		info, err := p.ctl.Info(p.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Suspended {
+			t.Fatal("the pool is left suspended after a refused reload")
+		}
+		ts, err := p.ctl.Table(p.name)
+		if err != nil || len(ts) != 1 || ts[0].Length != p.dataSectors {
+			t.Fatalf("live table after a refused reload: %+v %v, want the old one of %d sectors", ts, err, p.dataSectors)
+		}
+		if st := p.status(t); st.Usable() != nil {
+			t.Fatalf("pool after a refused reload: %v", st.Usable())
+		}
+		writeAt(t, node, 1<<20, want) // I/O goes through: nothing hangs
+		if got := readAt(t, node, 0, len(want)); !bytes.Equal(got, want) {
+			t.Fatal("data written before the refused reload reads back changed")
+		}
+	})
+}
