@@ -122,3 +122,55 @@ func testChangeMeetingMetadataFailure(t *testing.T, at string) {
 	}
 	checkAgreement(t, e, fk)
 }
+
+// failingAfterTx fails the given reads once each, from the first
+// set_transaction_id on.
+type failingAfterTx struct {
+	*fakeKernel
+	fail []string
+}
+
+func (k *failingAfterTx) SetTransactionID(pool string, oldID, newID uint64) error {
+	err := k.fakeKernel.SetTransactionID(pool, oldID, newID)
+	if err == nil {
+		for _, op := range k.fail {
+			k.failNext(op, kerr("status", pool, unix.EIO))
+		}
+		k.fail = nil
+	}
+	return err
+}
+
+// A create whose last check of the pool fails, though the pool kept the
+// change, is reported failed; its retry returns the volume the pool has,
+// never a second one that leaves the first without a name. Recovery runs
+// at once when the pool can be read, or in the retry's change when not.
+func TestRetryOfACreateThePoolKept(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fail []string // the reads that fail after set_transaction_id
+	}{
+		{"recovered at once", []string{"status-nocommit"}},
+		{"recovered by the retry", []string{"status-nocommit", "status"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fk := newFakeKernel()
+			e := testEngine(t, fk)
+			e.k = &failingAfterTx{fakeKernel: fk, fail: c.fail}
+			if _, err := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: mib}); err == nil {
+				t.Fatal("a create whose pool could not be read after its transaction reported success")
+			}
+			v, err := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: mib})
+			if err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if n := len(fk.thinIDs()); n != 1 {
+				t.Fatalf("the pool has %d thin devices after a create and its retry, want 1", n)
+			}
+			checkAgreement(t, e, fk)
+			if got, err := e.GetByName(KindVolume, "v"); err != nil || got.ID != v.ID {
+				t.Fatalf("the name answers %+v %v, not the retried %s", got, err, v.ID)
+			}
+		})
+	}
+}

@@ -61,9 +61,19 @@ type change struct {
 func (e *Engine) journaled(c change) error {
 	e.poolMu.Lock()
 	defer e.poolMu.Unlock()
+	recovering := e.dirty
 	st, err := e.usableLocked()
 	if err != nil {
 		return err
+	}
+	if recovering && c.record.State == stateCreating {
+		// The recovery may have settled an earlier try of this create,
+		// which the caller's look-up could not see while it was pending.
+		if v, err := e.lookup(c.record.Kind, c.record.Name); err != nil {
+			return err
+		} else if v != nil {
+			return &nameTakenError{v}
+		}
 	}
 	if c.check != nil {
 		if err := c.check(st); err != nil {
@@ -91,15 +101,7 @@ func (e *Engine) journaled(c change) error {
 	c.points.afterApply.Hit()
 
 	if err := e.k.SetTransactionID(e.pool, committed, tx); err != nil {
-		e.dirty = true
-		err = e.failedChange(fmt.Errorf("advance the pool's transaction id from %d to %d: %w", committed, tx, err))
-		if errors.Is(err, ErrUnhealthy) {
-			return err // recovered once the pool is repaired
-		}
-		if recErr := e.recoverLocked(); recErr != nil {
-			klog.ErrorS(recErr, "Recovery after a failed transaction failed", "id", v.ID)
-		}
-		return err
+		return e.abandonLocked(v, fmt.Errorf("advance the pool's transaction id from %d to %d: %w", committed, tx, err))
 	}
 	// The kernel commits its metadata after each message and ignores a
 	// commit that fails: it aborts the transaction and leaves write mode.
@@ -108,8 +110,7 @@ func (e *Engine) journaled(c change) error {
 	// left it may have dropped it, and the change is settled when the pool
 	// is repaired. The caller is not told it succeeded meanwhile.
 	if st, err := e.k.PoolStatusNoCommit(e.pool); err != nil || st.Usable() != nil {
-		e.dirty = true
-		return e.failedChange(fmt.Errorf("the pool left write mode as transaction %d was committed, and the kernel may have dropped it (%v)",
+		return e.abandonLocked(v, fmt.Errorf("the pool left write mode as transaction %d was committed, and the kernel may have dropped it (%v)",
 			tx, errors.Join(err, st.Usable())))
 	}
 	e.committed.Store(tx)
@@ -122,6 +123,31 @@ func (e *Engine) journaled(c change) error {
 	}
 	klog.V(2).InfoS("Pool change committed", "id", v.ID, "name", v.Name, "thinID", v.ThinID, "state", v.State, "transaction", tx)
 	return late
+}
+
+// abandonLocked ends a change whose transaction id the pool may or may
+// not have: the records and the pool are brought into agreement at once
+// when the pool can still be changed, and once it is repaired otherwise.
+// The caller gets err, explained by the pool's state: a change that did
+// complete is found by its retry.
+func (e *Engine) abandonLocked(v *Volume, err error) error {
+	e.dirty = true
+	err = e.failedChange(err)
+	if errors.Is(err, ErrUnhealthy) {
+		return err
+	}
+	if recErr := e.recoverLocked(); recErr != nil {
+		klog.ErrorS(recErr, "Recovery after a failed transaction failed", "id", v.ID)
+	}
+	return err
+}
+
+// nameTakenError is what a create finds when the recovery before it
+// settled an earlier try of the same name: that record answers it.
+type nameTakenError struct{ v *Volume }
+
+func (e *nameTakenError) Error() string {
+	return fmt.Sprintf("%s %q exists as %s", e.v.Kind, e.v.Name, e.v.ID)
 }
 
 // usableLocked refuses changes to a pool whose metadata may not change

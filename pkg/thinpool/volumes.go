@@ -80,10 +80,8 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v, err := e.lookup(KindVolume, req.Name); err != nil || v != nil {
-		if err != nil {
-			return nil, err
-		}
+	// existing answers a request for a name that is taken.
+	existing := func(v *Volume) (*Volume, error) {
 		if v.SizeBytes != size || v.SourceID != req.SourceID {
 			return nil, fmt.Errorf("%w: volume %q is %d bytes from %q, not %d bytes from %q",
 				ErrExists, req.Name, v.SizeBytes, v.SourceID, size, req.SourceID)
@@ -94,6 +92,11 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 			}
 		}
 		return v, nil
+	}
+	if v, err := e.lookup(KindVolume, req.Name); err != nil {
+		return nil, err
+	} else if v != nil {
+		return existing(v)
 	}
 
 	v := &Volume{
@@ -115,7 +118,12 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 	if src != nil {
 		c.points = fpSnapshot
 	}
-	if err := e.journaled(c); err != nil {
+	err = e.journaled(c)
+	var taken *nameTakenError
+	if errors.As(err, &taken) {
+		return existing(taken.v)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("create volume %q: %w", req.Name, err)
 	}
 	klog.V(2).InfoS("Created volume", "id", v.ID, "name", v.Name, "bytes", size, "source", v.SourceID, "thinID", v.ThinID)
@@ -130,10 +138,8 @@ func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string)
 		return nil, err
 	}
 	defer e.locks.lock(lockName(KindSnapshot, name), lockID(sourceID))()
-	if v, err := e.lookup(KindSnapshot, name); err != nil || v != nil {
-		if err != nil {
-			return nil, err
-		}
+	// existing answers a request for a name that is taken.
+	existing := func(v *Volume) (*Volume, error) {
 		if v.SourceID != sourceID {
 			return nil, fmt.Errorf("%w: snapshot %q is of %s, not %s", ErrExists, name, v.SourceID, sourceID)
 		}
@@ -141,6 +147,11 @@ func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string)
 			return nil, fmt.Errorf("snapshot %q of %s: %w", name, sourceID, err)
 		}
 		return v, nil
+	}
+	if v, err := e.lookup(KindSnapshot, name); err != nil {
+		return nil, err
+	} else if v != nil {
+		return existing(v)
 	}
 	src, err := e.Get(sourceID)
 	if err != nil {
@@ -160,6 +171,10 @@ func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string)
 		apply:  func(v *Volume) (error, error) { return e.snapshotThin(v.ThinID, src, fpSnapshotSuspended) },
 		done:   func(v *Volume) { e.promised += v.SizeBytes },
 	})
+	var taken *nameTakenError
+	if errors.As(err, &taken) {
+		return existing(taken.v)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %q of %s: %w", name, sourceID, err)
 	}
