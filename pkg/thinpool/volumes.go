@@ -107,18 +107,15 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 		points: fpCreate,
 		record: v,
 		check:  func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, size) },
-		apply: func(v *Volume) (error, error) {
-			if src == nil {
-				return nil, e.k.CreateThin(e.pool, v.ThinID)
-			}
-			return e.snapshotThin(v.ThinID, src, nil)
-		},
-		done: func(v *Volume) { e.promised += v.SizeBytes },
+		apply:  func(v *Volume) (error, error) { return nil, e.k.CreateThin(e.pool, v.ThinID) },
+		done:   func(v *Volume) { e.promised += v.SizeBytes },
 	}
-	if src != nil {
+	if src == nil {
+		err = e.journaled(c)
+	} else {
 		c.points = fpSnapshot
+		err = e.journaledCopy(c, src, nil)
 	}
-	err = e.journaled(c)
 	var taken *nameTakenError
 	if errors.As(err, &taken) {
 		return existing(taken.v)
@@ -164,13 +161,12 @@ func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string)
 		ID: newID(KindSnapshot), Kind: KindSnapshot, Name: name, SizeBytes: src.SizeBytes, SourceID: sourceID,
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond), Parameters: maps.Clone(params), State: stateCreating,
 	}
-	err = e.journaled(change{
+	err = e.journaledCopy(change{
 		points: fpSnapshot,
 		record: v,
 		check:  func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, v.SizeBytes) },
-		apply:  func(v *Volume) (error, error) { return e.snapshotThin(v.ThinID, src, fpSnapshotSuspended) },
 		done:   func(v *Volume) { e.promised += v.SizeBytes },
-	})
+	}, src, fpSnapshotSuspended)
 	var taken *nameTakenError
 	if errors.As(err, &taken) {
 		return existing(taken.v)
@@ -182,19 +178,19 @@ func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string)
 	return e.ready(v), nil
 }
 
-// snapshotThin creates thin id as a copy-on-write snapshot of src. An
-// active source is suspended (flushed, its filesystem frozen) around the
-// create_snap and nothing else, so that the copy holds every write the
-// source acknowledged. A source that will not resume is reported late:
-// the snapshot itself exists.
-func (e *Engine) snapshotThin(id uint32, src *Volume, suspended interface{ Hit() }) (late, err error) {
+// freezeSource suspends an active source (flushing it and freezing its
+// filesystem), so that a copy holds every write the source acknowledged,
+// and returns what resumes it; nil when the source is not active. It runs
+// before the change takes the pool lock: the flush may need new blocks,
+// and so a pool that grows by itself to grow, which takes that lock.
+func (e *Engine) freezeSource(src *Volume, suspended interface{ Hit() }) (thaw func() error, err error) {
 	name := e.dmName(src.ID)
 	info, err := e.k.Info(name)
 	if err != nil {
 		return nil, err
 	}
 	if !info.Exists || !info.LiveTable {
-		return nil, e.k.CreateSnap(e.pool, id, src.ThinID)
+		return nil, nil
 	}
 	if err := e.k.Suspend(name, dm.SuspendOptions{}); err != nil {
 		return nil, fmt.Errorf("suspend %s for a consistent snapshot: %w", src.ID, err)
@@ -202,17 +198,36 @@ func (e *Engine) snapshotThin(id uint32, src *Volume, suspended interface{ Hit()
 	if suspended != nil {
 		suspended.Hit()
 	}
-	snapErr := e.k.CreateSnap(e.pool, id, src.ThinID)
-	if snapErr == nil {
-		fpSnapshotTaken.Hit()
+	return func() error { return e.k.Resume(name, 0) }, nil
+}
+
+// journaledCopy runs c, whose pool change is the create_snap of src, with
+// an active src frozen from before the change to after it. A source that
+// will not resume is reported after the change is committed: the copy
+// exists, and a retry resumes the source.
+func (e *Engine) journaledCopy(c change, src *Volume, suspended interface{ Hit() }) error {
+	thaw, err := e.freezeSource(src, suspended)
+	if err != nil {
+		return err
 	}
-	if err := e.k.Resume(name, 0); err != nil {
-		if snapErr != nil {
-			return nil, fmt.Errorf("%w (and resuming %s failed: %v)", snapErr, src.ID, err)
+	c.apply = func(v *Volume) (error, error) {
+		err := e.k.CreateSnap(e.pool, v.ThinID, src.ThinID)
+		if err == nil && thaw != nil {
+			fpSnapshotTaken.Hit()
 		}
-		return fmt.Errorf("snapshot taken, but %s could not be resumed (a retry resumes it): %w", src.ID, err), nil
+		return nil, err
 	}
-	return nil, snapErr
+	err = e.journaled(c)
+	if thaw == nil {
+		return err
+	}
+	if rErr := thaw(); rErr != nil {
+		if err != nil {
+			return fmt.Errorf("%w (and resuming %s failed: %v)", err, src.ID, rErr)
+		}
+		return fmt.Errorf("snapshot taken, but %s could not be resumed (a retry resumes it): %w", src.ID, rErr)
+	}
+	return err
 }
 
 // resumeLeftSuspended resumes the active device of id if a snapshot of it
