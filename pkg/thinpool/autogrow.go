@@ -50,6 +50,7 @@ type growth struct {
 	// Under the engine's poolMu:
 	stopped    bool          // the engine closed: the watcher acts on nothing more
 	fsFull     bool          // the last grow was refused for the file system's reserve
+	unwatched  bool          // the watcher failed: nothing grows the pool until a restart
 	refusal    string        // why the pool last could not grow, logged when it changes
 	reloaded   time.Time     // when the last grow's reload finished
 	reloadTook time.Duration // and how long it took
@@ -298,6 +299,16 @@ func (e *Engine) watchFailed(err error) {
 		return
 	}
 	klog.ErrorS(err, "Stopped waiting for the pool's events: it no longer grows by itself until csi-thin restarts", "pool", e.pool)
+	// The pool queued writes that find it full only for the grow that
+	// would follow; none will now.
+	e.growth.unwatched = true
+	if e.cfg.ErrorIfNoSpace && e.backing.loop {
+		if err := e.reloadLocked(e.backing.dataBytes); err != nil {
+			klog.ErrorS(err, "Could not load error_if_no_space into the pool, which no longer grows: writes that find it full wait for the kernel's no_space_timeout", "pool", e.pool)
+			return
+		}
+		klog.InfoS("The pool fails writes that find it full again (error_if_no_space), as it no longer grows by itself", "pool", e.pool)
+	}
 }
 
 // onEventLocked grows the pool while it is short of space and may grow;

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 )
 
 func TestAutoGrowConfig(t *testing.T) {
@@ -62,5 +64,37 @@ func TestLowWaterBlocks(t *testing.T) {
 	}
 	if got := grows.growStep(128 * mib); got != 26240*kib {
 		t.Errorf("growStep(128 MiB) = %d, want 20%% rounded up to whole 64 KiB blocks, 26240 KiB", got)
+	}
+}
+
+// A pool that may grow queues the writes that find it full, whatever
+// error_if_no_space says, for the grow that follows. When its watcher
+// fails, none follows: the pool is given error_if_no_space again, so that
+// such writes fail at once instead of after the kernel's no_space_timeout,
+// and no later reload queues them again.
+func TestWatcherFailureLoadsErrorIfNoSpace(t *testing.T) {
+	fk := newFakeKernel()
+	cfg, err := Config{StateDir: t.TempDir(), PoolSizeBytes: 128 * mib, MaxSizeBytes: gib, ErrorIfNoSpace: true}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startTestEngine(t, fk, cfg)
+	e.backing = &backing{loop: true, dataBytes: 128 * mib, dataDev: dm.Dev{Major: 7}, metaDev: dm.Dev{Major: 7, Minor: 1}}
+	e.poolMu.Lock()
+	if err := e.reloadLocked(e.backing.dataBytes); err != nil {
+		t.Fatal(err)
+	}
+	e.poolMu.Unlock()
+	if fk.status.ErrorIfNoSpace {
+		t.Fatal("a pool that may grow has error_if_no_space in its table")
+	}
+	e.watchFailed(errors.New("the pool's events cannot be read"))
+	if !fk.status.ErrorIfNoSpace {
+		t.Fatal("the pool still queues writes after its watcher failed")
+	}
+	e.poolMu.Lock()
+	defer e.poolMu.Unlock()
+	if e.mayGrowLocked(e.backing.dataBytes) {
+		t.Fatal("a pool whose watcher failed may still grow by itself")
 	}
 }

@@ -164,6 +164,7 @@ func (f *fakeKernel) ReloadPool(pool string, t dm.PoolTable, sectors uint64) err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.status.DataTotal = sectors / uint64(t.DataBlockSize)
+	f.status.ErrorIfNoSpace = t.Features.ErrorIfNoSpace
 	return f.step("reload")
 }
 

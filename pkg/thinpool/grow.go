@@ -180,10 +180,11 @@ func (e *Engine) reloadLocked(dataBytes uint64) error {
 }
 
 // mayGrowLocked reports whether a loopback pool of dataBytes may still
-// grow by itself: it is below its maximum size and the file system under
-// the state directory was not found at its reserve.
+// grow by itself: it is below its maximum size, the file system under the
+// state directory was not found at its reserve, and its watcher runs.
 func (e *Engine) mayGrowLocked(dataBytes uint64) bool {
-	return e.backing.loop && dataBytes < e.cfg.MaxSizeBytes/e.BlockSizeBytes()*e.BlockSizeBytes() && !e.growth.fsFull
+	return e.backing.loop && dataBytes < e.cfg.MaxSizeBytes/e.BlockSizeBytes()*e.BlockSizeBytes() &&
+		!e.growth.fsFull && !e.growth.unwatched
 }
 
 // poolTable is the pool's table for a data size of dataBytes. A pool that
