@@ -120,7 +120,7 @@ const crashRecoverPoint = "recover.after-delete"
 // crashRollbackPoints leave a create the pool never committed.
 var crashRollbackPoints = []string{
 	"create.after-intent", "create.after-apply",
-	"snapshot.after-intent", "snapshot.origin-suspended", "snapshot.taken-before-resume", "snapshot.after-apply",
+	"snapshot.after-intent", "snapshot.taken-before-resume", "snapshot.after-apply",
 	"snapshot.after-intent:2", "snapshot.after-apply:2",
 }
 

@@ -1067,3 +1067,38 @@ func TestRetryResumesASourceLeftSuspended(t *testing.T) {
 		})
 	}
 }
+
+// A snapshot of an active volume on a pool that takes no copy is refused
+// before the volume is suspended: on a full pool that queues writes, the
+// suspend's flush would wait for space the refused change never frees.
+func TestSnapshotRefusedBeforeTheSourceIsSuspended(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(*dm.PoolStatus)
+		want error
+	}{
+		{"full", func(s *dm.PoolStatus) { s.Mode, s.DataUsed = dm.PoolModeOutOfDataSpace, s.DataTotal }, ErrNoSpace},
+		{"failed", func(s *dm.PoolStatus) { *s = dm.PoolStatus{Fail: true} }, ErrUnhealthy},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fk := newFakeKernel()
+			e := testEngine(t, fk)
+			v, err := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: mib})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Activate(v.ID, false); err != nil {
+				t.Fatal(err)
+			}
+			fk.mu.Lock()
+			c.set(&fk.status)
+			fk.mu.Unlock()
+			if _, err := e.CreateSnapshot("s", v.ID, nil); !errors.Is(err, c.want) {
+				t.Fatalf("snapshot on a %s pool: %v, want %v", c.name, err, c.want)
+			}
+			if n := fk.count("suspend"); n != 0 {
+				t.Fatalf("the source was suspended %d times for a snapshot the pool refuses", n)
+			}
+		})
+	}
+}

@@ -27,8 +27,8 @@ var (
 	fpCreate   = newStepPoints("create")
 	fpSnapshot = newStepPoints("snapshot")
 	fpDelete   = newStepPoints("delete")
-	// Inside a snapshot of an active origin: suspended, snapshot taken,
-	// origin not yet resumed.
+	// Around a snapshot of an active origin: suspended (before the
+	// intent), snapshot taken (origin not yet resumed).
 	fpSnapshotSuspended = failpoint.New("snapshot.origin-suspended")
 	fpSnapshotTaken     = failpoint.New("snapshot.taken-before-resume")
 	// Recovery itself can crash: after it deleted a rolled-back thin id,

@@ -192,8 +192,15 @@ func (e *Engine) freezeSource(src *Volume, suspended interface{ Hit() }) (thaw f
 	if !info.Exists || !info.LiveTable {
 		return nil, nil
 	}
+	// A pool that takes no copy now is not made to flush the source: on a
+	// full pool that queues writes, the flush would wait for space that
+	// the refused change does not free. A read that does not commit is
+	// enough to tell.
+	if err := e.healthOf(e.k.PoolStatusNoCommit(e.pool)); err != nil {
+		return nil, err
+	}
 	if err := e.k.Suspend(name, dm.SuspendOptions{}); err != nil {
-		return nil, fmt.Errorf("suspend %s for a consistent snapshot: %w", src.ID, err)
+		return nil, e.failedChange(fmt.Errorf("suspend %s for a consistent snapshot: %w", src.ID, err))
 	}
 	if suspended != nil {
 		suspended.Hit()
