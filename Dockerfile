@@ -21,17 +21,15 @@ RUN --mount=type=cache,target=/go/pkg/mod \
       -ldflags "-s -w -X github.com/csi-thin/csi-thin/pkg/driver.Version=${VERSION}" \
       -o /out/csi-thin ./cmd/csi-thin
 
-# Run: the filesystem and pool tools csi-thin and k8s.io/mount-utils call:
-#   e2fsprogs                mkfs.ext4, resize2fs, e2fsck (ext4 volumes)
-#   xfsprogs                 mkfs.xfs, xfs_growfs, xfs_repair (xfs volumes)
-#   util-linux               blkid (is a device formatted?), and more
-#   mount                    mount, umount
-#   thin-provisioning-tools  thin_check, run on the pool's metadata before it is activated
+# Run: the filesystem and pool tools csi-thin and k8s.io/mount-utils call,
+# from deploy/image-packages.txt (the cluster tests build their image from
+# the same list).
 FROM debian:${DEBIAN_RELEASE}-slim
+COPY deploy/image-packages.txt /tmp/image-packages.txt
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      e2fsprogs xfsprogs util-linux mount thin-provisioning-tools \
- && rm -rf /var/lib/apt/lists/*
+      $(sed 's/#.*//' /tmp/image-packages.txt) \
+ && rm -rf /var/lib/apt/lists/* /tmp/image-packages.txt
 COPY --from=build /out/csi-thin /usr/local/bin/csi-thin
 # The node DaemonSet runs it privileged, as root: see the README.
 ENTRYPOINT ["/usr/local/bin/csi-thin"]

@@ -853,7 +853,8 @@ func TestNotes(t *testing.T) {
 
 // TestDockerfile checks that the image holds what the chart runs: a static
 // build of cmd/csi-thin at the command's path, and the tools csi-thin and
-// mount-utils call.
+// mount-utils call, from the package list the cluster tests' image is built
+// from too.
 func TestDockerfile(t *testing.T) {
 	b, err := os.ReadFile("../Dockerfile")
 	if err != nil {
@@ -862,11 +863,32 @@ func TestDockerfile(t *testing.T) {
 	df := string(b)
 	for _, want := range []string{
 		"CGO_ENABLED=0", "./cmd/csi-thin", driverPath, `ENTRYPOINT ["` + driverPath + `"]`,
-		"e2fsprogs", "xfsprogs", "util-linux", "mount", "thin-provisioning-tools",
+		"COPY deploy/image-packages.txt ", "/tmp/image-packages.txt",
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile does not mention %q", want)
 		}
+	}
+	b, err = os.ReadFile("image-packages.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkgs []string
+	for _, line := range strings.Split(string(b), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		pkgs = append(pkgs, strings.Fields(line)...)
+	}
+	for _, want := range []string{"e2fsprogs", "xfsprogs", "util-linux", "mount", "thin-provisioning-tools"} {
+		if !slices.Contains(pkgs, want) {
+			t.Errorf("deploy/image-packages.txt does not list %q", want)
+		}
+	}
+	b, err = os.ReadFile("../.dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "\n!deploy/image-packages.txt\n") {
+		t.Errorf(".dockerignore keeps deploy/image-packages.txt out of the build context: add !deploy/image-packages.txt")
 	}
 	if n := strings.Count(df, "\nFROM "); n < 2 {
 		t.Errorf("Dockerfile has %d stages, want a build stage and a runtime stage", n)
