@@ -1,0 +1,3 @@
+module github.com/csi-thin/csi-thin/test/cluster
+
+go 1.26.0

@@ -1,0 +1,28 @@
+// Command pause is the pod sandbox's process: it stands in for
+// registry.k8s.io/pause, which no registry here serves. Like the upstream
+// program it sleeps until SIGINT or SIGTERM and, as PID 1 of the pod's PID
+// namespace when the pod shares one, reaps the children it inherits.
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	for s := range sigs {
+		if s != syscall.SIGCHLD {
+			os.Exit(0)
+		}
+		for {
+			var ws syscall.WaitStatus
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
