@@ -50,6 +50,14 @@ deps-kernel: setup ## the same as setup
 clean: ## remove build output
 	rm -rf $(BIN)
 
+.PHONY: cluster-node-smoke setup-cluster
+setup-cluster: setup ## the kernel harness's packages and the cluster node's: containerd, runc, CNI plugins, busybox, iptables
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		containerd runc containernetworking-plugins busybox-static iptables
+
+cluster-node-smoke: ## boot a Kubernetes node (containerd, runc, CNI; no kubelet yet) in User-Mode Linux with the locally built images and check it (root; not part of check)
+	GO=$(GO) test/cluster/node/smoke
+
 .PHONY: demo
 demo: ## walk a volume through create, stage, publish, write, snapshot, restore and read-back on a loopback pool (in the kernel harness without dm-thin here)
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/csi-thin ./cmd/csi-thin
