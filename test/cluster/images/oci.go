@@ -49,8 +49,8 @@ type Image struct {
 	Refs   []string
 	Config Config
 	Layer  *Layer
-	// Gzip compresses the layer. Off, the layer is a plain tar: larger,
-	// but containerd unpacks it without spending CPU on decompression.
+	// Gzip compresses the layer (fastest level). Off, the layer is a
+	// plain tar.
 	Gzip bool
 }
 
