@@ -116,3 +116,11 @@ image: ## build the container image with docker (IMAGE, IMAGE_TAG: default the c
 	@docker info >/dev/null 2>&1 || { \
 		echo "make image: the docker CLI cannot reach a Docker engine (docker info failed); start one, or set DOCKER_HOST"; exit 1; }
 	docker build --build-arg VERSION=$(IMAGE_TAG) --tag $(IMAGE):$(IMAGE_TAG) .
+
+# The cluster harness's binaries: etcd, the Kubernetes components, kubectl and
+# the CSI sidecars, at the versions pinned in test/cluster/go.mod, built from
+# the Go module proxy into a directory keyed by those versions (under the Go
+# build cache's parent), so a warm machine builds nothing. Not part of check.
+.PHONY: cluster-bins
+cluster-bins: ## build the cluster harness's Kubernetes, etcd and CSI sidecars (cached by version)
+	GO=$(GO) test/cluster/build-bins
