@@ -29,7 +29,7 @@ fuzz: ## run every parser fuzz target for FUZZTIME each (default 20s)
 		echo "fuzz $$f"; $(GO) test ./pkg/devmapper -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} || exit 1; \
 	done
 
-lint: ## gofmt, go vet, staticcheck, the chart and the arm64 build
+lint: ## gofmt, go vet, staticcheck, the chart, the workflows and the arm64 build
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags failpoints ./internal/failpoint ./pkg/thinpool
@@ -125,6 +125,29 @@ lint: build-arm64
 
 build-arm64: ## cross-compile cmd/csi-thin for linux/arm64 as the Dockerfile does, into bin/linux-arm64/
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -o $(BIN)/linux-arm64/csi-thin ./cmd/csi-thin
+
+# The GitHub workflows, checked by actionlint (pinned, built from source into
+# bin/ with go install, as helm is), and their run: scripts by shellcheck
+# when it is installed.
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT         := $(BIN)/actionlint
+
+.PHONY: lint-workflows
+lint: lint-workflows
+
+$(BIN)/actionlint-$(ACTIONLINT_VERSION):
+	@mkdir -p $(BIN)/.actionlint-$(ACTIONLINT_VERSION)
+	GOBIN=$(abspath $(BIN))/.actionlint-$(ACTIONLINT_VERSION) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	mv $(BIN)/.actionlint-$(ACTIONLINT_VERSION)/actionlint $@
+	rmdir $(BIN)/.actionlint-$(ACTIONLINT_VERSION)
+
+$(ACTIONLINT): $(BIN)/actionlint-$(ACTIONLINT_VERSION)
+	ln -sfn actionlint-$(ACTIONLINT_VERSION) $@
+
+lint-workflows: $(ACTIONLINT) ## check .github/workflows with actionlint, and their scripts with shellcheck if installed
+	@command -v shellcheck >/dev/null 2>&1 || \
+		echo "lint-workflows: shellcheck is not installed, so the workflows' run: scripts are not checked (apt-get install shellcheck)"
+	$(ACTIONLINT)
 
 # The cluster harness's binaries: etcd, the Kubernetes components, kubectl and
 # the CSI sidecars, at the versions pinned in test/cluster/go.mod, built from
