@@ -135,6 +135,9 @@ func TestStageFormat(t *testing.T) {
 		{name: "from the context", c: mount(""), ctx: map[string]string{ParamFsType: "xfs", ParamBlockSize: "2048"}, fs: "xfs", args: []string{"-b", "size=2048"}},
 		{name: "the capability's filesystem wins", c: mount("xfs"), ctx: map[string]string{ParamFsType: "ext4"}, fs: "xfs"},
 		{name: "pod information is allowed", c: mount(""), ctx: map[string]string{"csi.storage.k8s.io/pod.name": "p"}, fs: "ext4"},
+		// Every PV the external-provisioner creates has it.
+		{name: "the provisioner's identity is allowed", c: block,
+			ctx: map[string]string{"storage.kubernetes.io/csiProvisionerIdentity": "1764637200000-1234-csi-thin.io"}, fs: "ext4"},
 		{name: "legacy options handed back", c: mount(""), ctx: map[string]string{ParamLegacyMkfsOptions: "-E nodiscard"}, fs: "ext4", legacy: "-E nodiscard"},
 		{name: "block", c: block, ctx: map[string]string{ParamFsType: "xfs", ParamInodeSize: "512"}, fs: "xfs", args: []string{"-i", "size=512"}},
 

@@ -30,6 +30,12 @@ const (
 // accepted and not kept.
 const sidecarPrefix = "csi.storage.k8s.io/"
 
+// Keys the external-provisioner writes into every PersistentVolume's
+// volume attributes, which kubelet passes to the node as its volume
+// context: storage.kubernetes.io/csiProvisionerIdentity, the provisioner
+// that created it. Accepted at the node and not used.
+const provisionerPrefix = "storage.kubernetes.io/"
+
 var filesystems = map[string]bool{"ext4": true, "xfs": true}
 
 var accessModes = map[csi.VolumeCapability_AccessMode_Mode]bool{
@@ -154,7 +160,8 @@ func StageFormat(c *csi.VolumeCapability, ctx map[string]string) (f Format, lega
 	var unknown []string
 	for k := range ctx {
 		switch {
-		case k == ParamFsType || isFormatParam(k) || k == ParamLegacyMkfsOptions || strings.HasPrefix(k, sidecarPrefix):
+		case k == ParamFsType || isFormatParam(k) || k == ParamLegacyMkfsOptions ||
+			strings.HasPrefix(k, sidecarPrefix) || strings.HasPrefix(k, provisionerPrefix):
 		default:
 			unknown = append(unknown, k)
 		}
