@@ -154,13 +154,17 @@ spec:
             - name: state-dir
               mountPath: {{ $stateDir }}
 
-        # Registers the driver's socket with kubelet.
+        # Registers the driver's socket with kubelet. Its first call waits
+        # for csi-thin as long as the other sidecars' calls may: with the
+        # registrar's default of 1 s it exited, and its container restarted,
+        # whenever a busy node answered the first GetPluginInfo later.
         - name: node-driver-registrar
           image: {{ include "csi-thin.image" (list $sidecars.nodeDriverRegistrar.image "") }}
           imagePullPolicy: {{ $sidecars.nodeDriverRegistrar.image.pullPolicy }}
           args:
             - "--csi-address={{ $socket }}"
             - "--kubelet-registration-path={{ include "csi-thin.socketDir" $root }}/csi.sock"
+            - "--timeout={{ $sidecars.timeout }}"
             - "--http-endpoint=:{{ $sidecars.nodeDriverRegistrar.healthPort }}"
             - "--v={{ $sidecars.logLevel }}"
             {{- range $sidecars.nodeDriverRegistrar.extraArgs }}
