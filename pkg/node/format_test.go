@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -105,3 +106,43 @@ func TestStageFormatArguments(t *testing.T) {
 		})
 	}
 }
+
+// A mount that fails with mount options says where they come from and how
+// to find the one refused; a format failure, or a mount without options,
+// says nothing of options.
+func TestStageMountFailureHint(t *testing.T) {
+	const device = "/dev/dm-7"
+	tests := []struct {
+		name     string
+		opts     []string
+		wantHint bool
+	}{
+		{"with options", []string{"no-such-option"}, true},
+		{"without options", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			staging := filepath.Join(t.TempDir(), "globalmount")
+			m := failingMounter{mount.NewFakeMounter(nil), errors.New("mount failed: exit status 32")}
+			s := New(Options{NodeID: "node-1", Mounter: mount.NewSafeFormatAndMount(m, scriptedExec(t,
+				run{argv: blkidArgv(device), out: "TYPE=ext4\n"},
+				run{argv: []string{"fsck", "-a", device}}))})
+			err := s.stageFilesystem("vol-1", device, staging, "ext4", tt.opts, nil)
+			if err == nil {
+				t.Fatal("the mount failed and stageFilesystem did not")
+			}
+			hint := strings.Contains(err.Error(), "the mount options were no-such-option: if one is wrong, fix the StorageClass's mountOptions")
+			if hint != tt.wantHint {
+				t.Errorf("error %q: hint about the options %v, want %v", err, hint, tt.wantHint)
+			}
+		})
+	}
+}
+
+// failingMounter is a fake mounter whose mounts fail.
+type failingMounter struct {
+	*mount.FakeMounter
+	err error
+}
+
+func (f failingMounter) MountSensitive(_, _, _ string, _, _ []string) error { return f.err }

@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -133,7 +135,7 @@ func (s *Server) stageFilesystem(id, device, staging, fsType string, opts, mkfsO
 			"fsType", fsType, "options", opts, "mkfsOptions", mkfsOpts)
 		err := s.mounter.FormatAndMountSensitiveWithFormatOptions(device, staging, fsType, opts, nil, mkfsOpts)
 		if err != nil {
-			return fmt.Errorf("format and mount %s (%s) at %s: %w", device, fsType, staging, err)
+			return fmt.Errorf("format and mount %s (%s) at %s: %w%s", device, fsType, staging, err, mountHint(err, opts))
 		}
 	case !sameDevice(mp.Device, device):
 		return status.Errorf(codes.FailedPrecondition, "staging path %s has %s mounted, not volume %s's device %s: unmount it",
@@ -145,6 +147,20 @@ func (s *Server) stageFilesystem(id, device, staging, fsType string, opts, mkfsO
 		klog.V(4).InfoS("Already staged", "volumeID", id, "device", device, "stagingTargetPath", staging)
 	}
 	return s.growFilesystem(device, staging)
+}
+
+// mountHint says what to check when the mount itself failed (not the
+// format) with mount options: they come from the volume's StorageClass
+// (the PersistentVolume keeps a copy), and the kernel names the option it
+// refused only in its log.
+func mountHint(err error, opts []string) string {
+	var me mount.MountError
+	if len(opts) == 0 || !errors.As(err, &me) || me.Type != mount.UnknownMountError {
+		return ""
+	}
+	return fmt.Sprintf("; the mount options were %s: if one is wrong, fix the StorageClass's mountOptions and create the "+
+		"PersistentVolumeClaim again (its PersistentVolume keeps the options it was created with); the node's kernel log "+
+		"(dmesg) names the option the filesystem refused", strings.Join(opts, ","))
 }
 
 // growFilesystem grows the filesystem of device, mounted at mountPath, to
