@@ -291,3 +291,23 @@ func TestNotKind(t *testing.T) {
 		t.Fatalf("notKind = %v", err)
 	}
 }
+
+// A restore or a clone asked of a node without its source says how to put
+// the claim's first pod on the source's node, and how to find that node.
+func TestSourceElsewhere(t *testing.T) {
+	tests := []struct {
+		kind  thinpool.Kind
+		where string
+	}{
+		{thinpool.KindSnapshot, "its VolumeSnapshotContent's label snapshot.storage.kubernetes.io/managed-by"},
+		{thinpool.KindVolume, "its PersistentVolume's node affinity"},
+	}
+	for _, tt := range tests {
+		msg := sourceElsewhere(tt.kind, "node-2")
+		for _, want := range []string{`node "node-2" has none`, "nodeSelector topology.csi-thin.io/node: <the source's node>", tt.where} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("sourceElsewhere(%s) = %q, want it to say %q", tt.kind, msg, want)
+			}
+		}
+	}
+}

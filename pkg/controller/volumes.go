@@ -81,6 +81,22 @@ func fits(v *thinpool.Volume, a createArgs, r *csi.CapacityRange) bool {
 	return size >= r.GetRequiredBytes() && (r.GetLimitBytes() == 0 || size <= r.GetLimitBytes())
 }
 
+// sourceElsewhere says what to do when a restore's or a clone's source is
+// not on the node asked to create it. The scheduler knows nothing of the
+// source: a claim's first pod may be placed on any node with room, and the
+// provisioner there asks that node. The answer is a final error, so the
+// provisioner gives the claim back to the scheduler; this message is what
+// the user reads in the claim's events meanwhile.
+func sourceElsewhere(kind thinpool.Kind, nodeID string) string {
+	where := "its VolumeSnapshotContent's label snapshot.storage.kubernetes.io/managed-by"
+	if kind == thinpool.KindVolume {
+		where = "its PersistentVolume's node affinity"
+	}
+	return fmt.Sprintf("csi-thin %ss live on one node, and node %q has none with that id: a restore or a clone is made on its "+
+		"source's node, so give the claim's first pod the nodeSelector %s: <the source's node> (the %s's node is %s), "+
+		"or check the source exists", kind, nodeID, volcap.TopologyKey, kind, where)
+}
+
 // CreateVolume creates a blank volume, or restores a snapshot, or clones a
 // volume, on this node.
 func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
@@ -106,8 +122,7 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if a.sourceID != "" {
 		src, err := s.get(a.sourceID, a.sourceKind)
 		if errors.Is(err, thinpool.ErrNotFound) {
-			return nil, fmt.Errorf("volume %q from %s %s: %w: csi-thin %ss live on one node, and node %q has none with that id; "+
-				"check the source exists, and that the new volume is on the source's node", name, a.sourceKind, a.sourceID, err, a.sourceKind, s.nodeID)
+			return nil, fmt.Errorf("volume %q from %s %s: %w: %s", name, a.sourceKind, a.sourceID, err, sourceElsewhere(a.sourceKind, s.nodeID))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("volume %q from %s %s: %w", name, a.sourceKind, a.sourceID, err)
