@@ -50,7 +50,7 @@ deps-kernel: setup ## the same as setup
 clean: ## remove build output
 	rm -rf $(BIN)
 
-.PHONY: cluster-node-smoke setup-cluster
+.PHONY: cluster-node-smoke setup-cluster test-cluster
 setup-cluster: setup ## the kernel harness's packages and the cluster node's: containerd, runc, CNI plugins, busybox, iptables
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		containerd runc containernetworking-plugins busybox-static iptables
@@ -156,3 +156,11 @@ lint-workflows: $(ACTIONLINT) ## check .github/workflows with actionlint, and th
 .PHONY: cluster-bins
 cluster-bins: ## build the cluster harness's Kubernetes, etcd and CSI sidecars (cached by version)
 	GO=$(GO) test/cluster/build-bins
+
+# The flows of test/cluster/flows against a real cluster: the control plane
+# on the host, two nodes in User-Mode Linux, the chart installed with helm.
+CLUSTER_NODES ?= 2
+test-cluster: $(HELM) ## PVCs, pods and VolumeSnapshots in a real Kubernetes with two dm-thin nodes (root; CI runs it)
+	$(GO) -C test/cluster test -trimpath -c -o $(CURDIR)/$(BIN)/cluster/flows.test ./flows
+	GO=$(GO) HELM=$(abspath $(HELM)) test/cluster/cluster -n $(CLUSTER_NODES) -- \
+		$(CURDIR)/$(BIN)/cluster/flows.test -test.v -test.timeout 60m $(if $(CLUSTER_RUN),-test.run '$(CLUSTER_RUN)')
