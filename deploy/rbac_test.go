@@ -123,7 +123,9 @@ var (
 		{true, "", "persistentvolumeclaims", []string{"get", "list", "watch", "update"}},
 		{true, "storage.k8s.io", "storageclasses", []string{"get", "list", "watch"}},
 		{true, "", "events", []string{"list", "watch", "create", "update", "patch"}},
-		{true, "snapshot.storage.k8s.io", "volumesnapshots", []string{"get", "list"}},
+		// watch and update: the finalizer that protects a snapshot being
+		// restored (its log says "forbidden" on every resync without them).
+		{true, "snapshot.storage.k8s.io", "volumesnapshots", []string{"get", "list", "watch", "update"}},
 		{true, "snapshot.storage.k8s.io", "volumesnapshotcontents", []string{"get", "list"}},
 		{true, "storage.k8s.io", "csinodes", []string{"get", "list", "watch"}},
 		{true, "", "nodes", []string{"get", "list", "watch"}},
