@@ -55,3 +55,10 @@ func describeTopologies(ts []*csi.Topology) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// hasTopology reports whether a request gives accessibility requirements:
+// a topology-aware caller (the external-provisioner with
+// WaitForFirstConsumer) asks for this node's topology.
+func hasTopology(req *csi.TopologyRequirement) bool {
+	return len(req.GetRequisite()) > 0 || len(req.GetPreferred()) > 0
+}

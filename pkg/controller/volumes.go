@@ -122,6 +122,15 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if a.sourceID != "" {
 		src, err := s.get(a.sourceID, a.sourceKind)
 		if errors.Is(err, thinpool.ErrNotFound) {
+			// Asked for this node's topology, the answer is the spec's
+			// "unable to provision in accessible_topology": the source may
+			// be on another node, and the external-provisioner gives the
+			// claim back to the scheduler on ResourceExhausted only; on
+			// NotFound it would retry here for ever.
+			if hasTopology(req.GetAccessibilityRequirements()) {
+				return nil, status.Errorf(codes.ResourceExhausted, "volume %q from %s %s: %v: %s",
+					name, a.sourceKind, a.sourceID, err, sourceElsewhere(a.sourceKind, s.nodeID))
+			}
 			return nil, fmt.Errorf("volume %q from %s %s: %w: %s", name, a.sourceKind, a.sourceID, err, sourceElsewhere(a.sourceKind, s.nodeID))
 		}
 		if err != nil {
