@@ -56,9 +56,9 @@ func TestTwoNodes(t *testing.T) {
 
 // TestRestoreOnTwoNodes: a restore or a clone lives on its source's node,
 // and the scheduler knows nothing of the source. When it puts the claim's
-// first pod on the other node, csi-thin there refuses (NotFound, a final
-// error: the provisioner gives the claim back to the scheduler, which may
-// pick the same node again) with an event that says what to do: give the
+// first pod on the other node, csi-thin there refuses (ResourceExhausted:
+// the provisioner gives the claim back to the scheduler, which may pick the
+// same node again) with an event that says what to do: give the
 // pod the nodeSelector topology.csi-thin.io/node of the source's node. The
 // test does what the event says and the pod runs there with the data.
 func TestRestoreOnTwoNodes(t *testing.T) {
