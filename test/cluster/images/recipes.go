@@ -15,25 +15,58 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 // of its applets in /bin, so `sh`, `cat`, `sleep` and the rest work as in
 // the upstream busybox image.
 func Busybox(refs ...string) (Image, error) {
+	l, err := busyboxLayer()
+	if err != nil {
+		return Image{}, err
+	}
+	return Image{Refs: refs, Layer: l, Config: Config{Cmd: []string{"sh"}, Env: []string{defaultPath}}}, nil
+}
+
+// busyboxLayer is the busybox image's layer: /bin/busybox and its applets.
+func busyboxLayer() (*Layer, error) {
 	const bin = "/bin/busybox"
 	l := NewLayer()
 	real, err := hostBinary("busybox-static", bin)
 	if err != nil {
-		return Image{}, err
+		return nil, err
 	}
 	if err := l.File(bin, real); err != nil {
-		return Image{}, err
+		return nil, err
 	}
 	out, err := exec.Command(real, "--list").Output()
 	if err != nil {
-		return Image{}, fmt.Errorf("%s --list: %w", real, err)
+		return nil, fmt.Errorf("%s --list: %w", real, err)
 	}
 	for _, applet := range strings.Fields(string(out)) {
 		if applet != "busybox" && !strings.Contains(applet, "/") {
 			l.Symlink("/bin/"+applet, "busybox")
 		}
 	}
-	return Image{Refs: refs, Layer: l, Config: Config{Cmd: []string{"sh"}, Env: []string{defaultPath}}}, nil
+	return l, nil
+}
+
+// Agnhost is Kubernetes' e2e test program agnhost (a static build of
+// k8s.io/kubernetes/test/images/agnhost) at /agnhost, its entrypoint, with
+// `pause` as the default command, as in its upstream image. Upstream's
+// image is Alpine with a shell and util-linux; here the busybox layer gives
+// the programs the storage tests run in it: sh, and nsenter for the host
+// exec pod (`nsenter --mount=/rootfs/proc/1/ns/mnt -- sh -c ...`).
+func Agnhost(bin string, refs ...string) (Image, error) {
+	if err := checkStatic(bin); err != nil {
+		return Image{}, err
+	}
+	l, err := busyboxLayer()
+	if err != nil {
+		return Image{}, err
+	}
+	if err := l.File("/agnhost", bin); err != nil {
+		return Image{}, err
+	}
+	l.Symlink("/agnhost-2", "agnhost")
+	l.Dir("/uploads", 0o755)
+	return Image{Refs: refs, Layer: l, Config: Config{
+		Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{defaultPath},
+	}}, nil
 }
 
 // hostBinary finds the file of a package installed on the host whose path

@@ -3,10 +3,11 @@
 // `ctr -n k8s.io images import`, one per image, named as the chart and the
 // kubelet ask for them.
 //
-//	cluster-images -out DIR -csi-thin BIN -pause BIN [-static REF=BIN]...
+//	cluster-images -out DIR -csi-thin BIN -pause BIN [-agnhost BIN] [-static REF=BIN]...
 //
-// It writes DIR/<name>.tar for busybox, pause, csi-thin and each -static
-// image, and DIR/images.txt: a line "ARCHIVE REF..." per image.
+// It writes DIR/<name>.tar for busybox, pause, csi-thin, agnhost (with
+// -agnhost) and each -static image, and DIR/images.txt: a line
+// "ARCHIVE REF..." per image.
 package main
 
 import (
@@ -30,18 +31,20 @@ func main() {
 	driver := flag.String("csi-thin", "", "the static csi-thin binary (CGO_ENABLED=0 go build ./cmd/csi-thin)")
 	pkgList := flag.String("packages", "deploy/image-packages.txt", "the csi-thin image's Debian package list, the Dockerfile's")
 	pause := flag.String("pause", "", "the static pause binary (go build ./images/pause in test/cluster)")
+	agnhost := flag.String("agnhost", "", "the static agnhost binary of the e2e tests (build-e2e builds it); empty: no agnhost image")
 	// In the UML node gzip layers import faster than plain ones (reading
 	// the host's files through hostfs costs more than inflating them) and
 	// take less of the node's memory.
 	gz := flag.Bool("gzip", true, "compress the layers with gzip")
-	var driverRefs, pauseRefs, busyboxRefs, statics list
+	var driverRefs, pauseRefs, busyboxRefs, agnhostRefs, statics list
 	flag.Var(&driverRefs, "csi-thin-ref", "name of the csi-thin image (repeatable; default ghcr.io/csi-thin/csi-thin:dev)")
 	flag.Var(&pauseRefs, "pause-ref", "name of the pause image (repeatable; default registry.k8s.io/pause:3.10.1)")
 	flag.Var(&busyboxRefs, "busybox-ref", "name of the busybox image (repeatable; default docker.io/library/busybox:1.35.0)")
+	flag.Var(&agnhostRefs, "agnhost-ref", "name of the agnhost image (repeatable; default registry.k8s.io/e2e-test-images/agnhost:2.66.1, the e2e tests' v1.37.2)")
 	flag.Var(&statics, "static", "REF=BIN: an image of one static binary at /<its name>, its entrypoint, as the CSI sidecar images are (repeatable)")
 	flag.Parse()
 	if *out == "" || *driver == "" || *pause == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: cluster-images -out DIR -csi-thin BIN -pause BIN [-packages FILE] [-static REF=BIN]...")
+		fmt.Fprintln(os.Stderr, "usage: cluster-images -out DIR -csi-thin BIN -pause BIN [-packages FILE] [-agnhost BIN] [-static REF=BIN]...")
 		os.Exit(2)
 	}
 	if len(driverRefs) == 0 {
@@ -52,6 +55,9 @@ func main() {
 	}
 	if len(busyboxRefs) == 0 {
 		busyboxRefs = list{"docker.io/library/busybox:1.35.0"}
+	}
+	if len(agnhostRefs) == 0 {
+		agnhostRefs = list{"registry.k8s.io/e2e-test-images/agnhost:2.66.1"}
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		fail(err)
@@ -71,6 +77,9 @@ func main() {
 			}
 			return images.CSIThin(*driver, pkgs, driverRefs...)
 		}},
+	}
+	if *agnhost != "" {
+		jobs = append(jobs, job{"agnhost", func() (images.Image, error) { return images.Agnhost(*agnhost, agnhostRefs...) }})
 	}
 	for _, s := range statics {
 		ref, bin, ok := strings.Cut(s, "=")
