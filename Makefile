@@ -163,4 +163,31 @@ CLUSTER_NODES ?= 2
 test-cluster: $(HELM) ## PVCs, pods and VolumeSnapshots in a real Kubernetes with two dm-thin nodes (root; CI runs it)
 	$(GO) -C test/cluster test -trimpath -c -o $(CURDIR)/$(BIN)/cluster/flows.test ./flows
 	GO=$(GO) HELM=$(abspath $(HELM)) test/cluster/cluster -n $(CLUSTER_NODES) -- \
-		$(CURDIR)/$(BIN)/cluster/flows.test -test.v -test.timeout 60m $(if $(CLUSTER_RUN),-test.run '$(CLUSTER_RUN)')
+		$(CURDIR)/$(BIN)/cluster/flows.test -test.v -test.timeout 60m $(if $(CLUSTER_TEST),-test.run '$(CLUSTER_TEST)')
+
+# Kubernetes' external storage tests (e2e.test of test/cluster's Kubernetes,
+# driven by test/cluster/testdriver.yaml; see test/cluster/e2e/README.md).
+# test/cluster/e2e/run needs a running cluster with csi-thin installed:
+# CLUSTER_RUN is the harness command that brings one up and runs its
+# arguments as a command with KUBECONFIG (and NETNS, the network namespace
+# the apiserver is reachable from) in the environment, then takes the
+# cluster down. E2E_ARGS go to run, e.g. -o DIR, or -k N for one shard.
+CLUSTER_RUN ?=
+E2E_ARGS    ?=
+
+.PHONY: e2e-bins e2e-dry-run test-e2e test-e2e-ci
+
+e2e-bins: ## build e2e.test and agnhost of test/cluster's Kubernetes (cached by version)
+	GO=$(GO) test/cluster/build-e2e
+
+e2e-dry-run: ## list the external storage specs of csi-thin, CI subset and all (no cluster)
+	GO=$(GO) test/cluster/e2e/run -n -s ci
+	GO=$(GO) test/cluster/e2e/run -n -s all
+
+test-e2e: ## every external storage spec of csi-thin, in shards, on a cluster CLUSTER_RUN brings up
+	@[ -n "$(CLUSTER_RUN)" ] || { echo "make test-e2e: set CLUSTER_RUN to the harness command that brings a cluster with csi-thin up and runs its arguments with KUBECONFIG and NETNS set (see test/cluster/e2e/README.md)"; exit 1; }
+	GO=$(GO) $(CLUSTER_RUN) test/cluster/e2e/run -s all $(E2E_ARGS)
+
+test-e2e-ci: ## the CI subset of the external storage specs, on a cluster CLUSTER_RUN brings up
+	@[ -n "$(CLUSTER_RUN)" ] || { echo "make test-e2e-ci: set CLUSTER_RUN to the harness command that brings a cluster with csi-thin up and runs its arguments with KUBECONFIG and NETNS set (see test/cluster/e2e/README.md)"; exit 1; }
+	GO=$(GO) $(CLUSTER_RUN) test/cluster/e2e/run -s ci $(E2E_ARGS)
