@@ -175,7 +175,7 @@ test-cluster: $(HELM) ## PVCs, pods and VolumeSnapshots in a real Kubernetes wit
 CLUSTER_RUN ?=
 E2E_ARGS    ?=
 
-.PHONY: e2e-bins e2e-dry-run test-e2e test-e2e-ci
+.PHONY: e2e-bins e2e-dry-run e2e-images-check test-e2e test-e2e-ci
 
 e2e-bins: ## build e2e.test and agnhost of test/cluster's Kubernetes (cached by version)
 	GO=$(GO) test/cluster/build-e2e
@@ -183,6 +183,9 @@ e2e-bins: ## build e2e.test and agnhost of test/cluster's Kubernetes (cached by 
 e2e-dry-run: ## list the external storage specs of csi-thin, CI subset and all (no cluster)
 	GO=$(GO) test/cluster/e2e/run -n -s ci
 	GO=$(GO) test/cluster/e2e/run -n -s all
+
+e2e-images-check: ## build the storage tests' images and run in a node what the specs run in them (root; not part of check)
+	GO=$(GO) test/cluster/e2e/check-images
 
 test-e2e: ## every external storage spec of csi-thin, in shards, on a cluster CLUSTER_RUN brings up
 	@[ -n "$(CLUSTER_RUN)" ] || { echo "make test-e2e: set CLUSTER_RUN to the harness command that brings a cluster with csi-thin up and runs its arguments with KUBECONFIG and NETNS set (see test/cluster/e2e/README.md)"; exit 1; }
