@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 .PHONY: help build check test test-unit test-kernel fuzz lint fmt clean setup deps-kernel
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 build: ## compile every package and command
 	CGO_ENABLED=0 $(GO) build $(PKGS)
