@@ -2,7 +2,7 @@
 // for one driver: how many of its specs passed, failed and were skipped,
 // with the reason for each skip.
 //
-//	report [-driver NAME] [-exclude 'REGEXP=REASON']... [-dry-run] [-list FILE] JUNIT...
+//	report [-driver NAME] [-exclude 'REGEXP=REASON']... [-dry-run] [-list FILE] [-texts FILE] JUNIT...
 //
 // A spec is counted once across the reports: where one shard ran it and
 // another filtered it out, the run counts. A spec that the run's own
@@ -77,11 +77,12 @@ func main() {
 	driver := flag.String("driver", "csi-thin.io", "count the specs of this driver ([Driver: NAME] in their names)")
 	dry := flag.Bool("dry-run", false, "the reports are of --ginkgo.dry-run: count the specs selected, not outcomes")
 	list := flag.String("list", "", "write the selected specs' names to this file, sorted")
+	texts := flag.String("texts", "", "write the selected specs' texts, what --ginkgo.focus matches (the name without its labels), to this file, sorted")
 	var excl exclusions
 	flag.Var(&excl, "exclude", "REGEXP=REASON: the specs the run left out with --ginkgo.skip, and why (repeatable)")
 	flag.Parse()
 	if flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: report [-driver NAME] [-exclude 'REGEXP=REASON']... [-dry-run] [-list FILE] JUNIT...")
+		fmt.Fprintln(os.Stderr, "usage: report [-driver NAME] [-exclude 'REGEXP=REASON']... [-dry-run] [-list FILE] [-texts FILE] JUNIT...")
 		os.Exit(2)
 	}
 	specs := map[string]result{}
@@ -154,6 +155,18 @@ func main() {
 
 	if *list != "" {
 		if err := os.WriteFile(*list, []byte(strings.Join(passed, "\n")+"\n"), 0o644); err != nil {
+			fail(err)
+		}
+	}
+	if *texts != "" {
+		// Ginkgo's JUnit name is "[It] " + the spec's text + " [" + its
+		// labels + "]"; the suite's specs all have the driver's label.
+		labels := regexp.MustCompile(` \[Driver: ` + regexp.QuoteMeta(*driver) + `[],][^]]*\]?$`)
+		var t []string
+		for _, n := range passed {
+			t = append(t, labels.ReplaceAllString(n, ""))
+		}
+		if err := os.WriteFile(*texts, []byte(strings.Join(t, "\n")+"\n"), 0o644); err != nil {
 			fail(err)
 		}
 	}
