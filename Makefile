@@ -168,11 +168,11 @@ test-cluster: $(HELM) ## PVCs, pods and VolumeSnapshots in a real Kubernetes wit
 # Kubernetes' external storage tests (e2e.test of test/cluster's Kubernetes,
 # driven by test/cluster/testdriver.yaml; see test/cluster/e2e/README.md).
 # test/cluster/e2e/run needs a running cluster with csi-thin installed:
-# CLUSTER_RUN is the harness command that brings one up and runs its
-# arguments as a command with KUBECONFIG (and NETNS, the network namespace
-# the apiserver is reachable from) in the environment, then takes the
-# cluster down. E2E_ARGS go to run, e.g. -o DIR, or -k N for one shard.
-CLUSTER_RUN ?=
+# CLUSTER_RUN is the command that brings one up and runs its arguments with
+# KUBECONFIG (and NETNS) set, then takes it down: test/cluster/cluster by
+# default (root), which run gives the test images. E2E_ARGS go to run, e.g.
+# -o DIR, -k N for one shard, -f REGEXP for some specs.
+CLUSTER_RUN ?= test/cluster/cluster --
 E2E_ARGS    ?=
 
 .PHONY: e2e-bins e2e-dry-run e2e-images-check test-e2e test-e2e-ci
@@ -187,10 +187,8 @@ e2e-dry-run: ## list the external storage specs of csi-thin, CI subset and all (
 e2e-images-check: ## build the storage tests' images and run in a node what the specs run in them (root; not part of check)
 	GO=$(GO) test/cluster/e2e/check-images
 
-test-e2e: ## every external storage spec of csi-thin, in shards, on a cluster CLUSTER_RUN brings up
-	@[ -n "$(CLUSTER_RUN)" ] || { echo "make test-e2e: set CLUSTER_RUN to the harness command that brings a cluster with csi-thin up and runs its arguments with KUBECONFIG and NETNS set (see test/cluster/e2e/README.md)"; exit 1; }
+test-e2e: $(HELM) ## every external storage spec of csi-thin, in shards, on a cluster (root; not part of check)
 	GO=$(GO) $(CLUSTER_RUN) test/cluster/e2e/run -s all $(E2E_ARGS)
 
-test-e2e-ci: ## the CI subset of the external storage specs, on a cluster CLUSTER_RUN brings up
-	@[ -n "$(CLUSTER_RUN)" ] || { echo "make test-e2e-ci: set CLUSTER_RUN to the harness command that brings a cluster with csi-thin up and runs its arguments with KUBECONFIG and NETNS set (see test/cluster/e2e/README.md)"; exit 1; }
+test-e2e-ci: $(HELM) ## the CI subset of the external storage specs, on a cluster (root; not part of check)
 	GO=$(GO) $(CLUSTER_RUN) test/cluster/e2e/run -s ci $(E2E_ARGS)
