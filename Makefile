@@ -180,8 +180,9 @@ E2E_ARGS    ?=
 e2e-bins: ## build e2e.test and agnhost of test/cluster's Kubernetes (cached by version)
 	GO=$(GO) test/cluster/build-e2e
 
-e2e-dry-run: ## list the external storage specs of csi-thin, CI subset and all (no cluster)
+e2e-dry-run: ## list the external storage specs of csi-thin, CI subset, fast and all (no cluster)
 	GO=$(GO) test/cluster/e2e/run -n -s ci
+	GO=$(GO) test/cluster/e2e/run -n -s fast
 	GO=$(GO) test/cluster/e2e/run -n -s all
 
 e2e-images-check: ## build the storage tests' images and run in a node what the specs run in them (root; not part of check)
@@ -190,5 +191,5 @@ e2e-images-check: ## build the storage tests' images and run in a node what the 
 test-e2e: $(HELM) ## every external storage spec of csi-thin, in shards, on a cluster (root; not part of check)
 	GO=$(GO) $(CLUSTER_RUN) test/cluster/e2e/run -s all $(E2E_ARGS)
 
-test-e2e-ci: $(HELM) ## the CI subset of the external storage specs, on a cluster (root; not part of check)
+test-e2e-ci: $(HELM) ## the CI subset of the external storage specs (one or two a capability), on a cluster (root; CI runs it)
 	GO=$(GO) $(CLUSTER_RUN) test/cluster/e2e/run -s ci $(E2E_ARGS)
