@@ -53,7 +53,7 @@ clean: ## remove build output
 .PHONY: cluster-node-smoke setup-cluster test-cluster
 setup-cluster: setup ## the kernel harness's packages and the cluster node's: containerd, runc, CNI plugins, busybox, iptables
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		containerd runc containernetworking-plugins busybox-static iptables
+		containerd runc containernetworking-plugins busybox-static iptables openssl curl python3
 
 cluster-node-smoke: ## boot a Kubernetes node (containerd, runc, CNI; no kubelet yet) in User-Mode Linux with the locally built images and check it (root; not part of check)
 	GO=$(GO) test/cluster/node/smoke
