@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-thin/csi-thin/pkg/controller"
+	"github.com/csi-thin/csi-thin/pkg/csierr"
 	"github.com/csi-thin/csi-thin/pkg/node"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
@@ -149,8 +150,8 @@ func logCalls(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler 
 	return resp, nil
 }
 
-// mapErrors gives every error its CSI code (toStatus).
+// mapErrors gives every error its CSI code (csierr.Status).
 func mapErrors(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	resp, err := handler(ctx, req)
-	return resp, toStatus(err)
+	return resp, csierr.Status(err)
 }

@@ -1,4 +1,9 @@
-package driver
+// Package csierr maps csi-thin's errors to the CSI spec's gRPC codes, in
+// one place. The controller and node services return the engine's errors
+// as they are and status errors only for what they refuse themselves; the
+// driver's interceptor gives every reply its code through Status, and the
+// services' unit tests check the code a caller would see through Code.
+package csierr
 
 import (
 	"context"
@@ -11,21 +16,29 @@ import (
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
-// toStatus maps an error to its CSI code, in one place: the services
-// return status errors for the requests they refuse themselves and the
-// engine's errors as they are. The message keeps the whole error, which
-// says what went wrong and what to do.
-func toStatus(err error) error {
+// Status is err with its CSI code: a status error as it is, any other
+// error with Code's code. The message keeps the whole error, which says
+// what went wrong and what to do. Nil stays nil.
+func Status(err error) error {
 	if err == nil {
 		return nil
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codeOf(err), err.Error())
+	return status.Error(Code(err), err.Error())
 }
 
-func codeOf(err error) codes.Code {
+// Code is the CSI code of err: a status error's own code, else the one
+// its engine or kernel error maps to; OK for nil, Internal for anything
+// unknown.
+func Code(err error) codes.Code {
+	if err == nil {
+		return codes.OK
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Code()
+	}
 	switch {
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
