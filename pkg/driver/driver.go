@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -137,7 +136,7 @@ func (d *Driver) Close() error { return d.engine.Close() }
 // logCalls logs each call at V(2), its payload at V(5) with secrets
 // stripped, and every failure.
 func logCalls(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+	method := methodName(info.FullMethod)
 	start := time.Now()
 	klog.V(5).InfoS("Call", "method", method, "request", protosanitizer.StripSecrets(req))
 	resp, err := handler(ctx, req)

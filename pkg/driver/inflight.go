@@ -63,7 +63,7 @@ func key(method string, req any) string {
 }
 
 func (f *inflight) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+	method := methodName(info.FullMethod)
 	if !trackedMethods[method] {
 		return handler(ctx, req)
 	}

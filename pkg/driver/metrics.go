@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,7 +73,7 @@ func newMetrics(pool poolReader) *metrics {
 // interceptor counts and times each call under its final gRPC code: it
 // sits outside the error mapping in the chain.
 func (m *metrics) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+	method := methodName(info.FullMethod)
 	start := time.Now()
 	resp, err := handler(ctx, req)
 	code := status.Code(err).String()
