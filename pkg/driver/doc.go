@@ -6,4 +6,12 @@
 // metrics address it also serves Prometheus metrics (metrics.go): the
 // pool's space and health read at each scrape, and each CSI method's
 // calls and latency by gRPC code.
+//
+// A call that changes a volume or snapshot (inflight.go), while another
+// on the same one is still running, is refused with Aborted, as the CSI
+// spec has it ("operation pending for volume"), rather than queued: the
+// sidecars and kubelet retry with backoff, and a caller that timed out and
+// retried finds the first call's result instead of queueing a second copy
+// behind it. This is the one place CSI calls are ordered per volume; the
+// engine orders its own calls (package thinpool).
 package driver

@@ -1,16 +1,9 @@
 package driver
 
 import (
-	"context"
 	"flag"
 	"strings"
-	"sync"
 	"testing"
-
-	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 func parse(t *testing.T, args ...string) (Options, error) {
@@ -98,45 +91,5 @@ func TestByteSize(t *testing.T) {
 		if err := b.Set(bad); err == nil {
 			t.Errorf("%q accepted as %d", bad, b)
 		}
-	}
-}
-
-func TestInflightAbortsASecondCallOnTheSameVolume(t *testing.T) {
-	var f inflight
-	release := make(chan struct{})
-	entered := make(chan struct{})
-	slow := func(ctx context.Context, req any) (any, error) { close(entered); <-release; return "first", nil }
-	fast := func(ctx context.Context, req any) (any, error) { return "ok", nil }
-	info := func(m string) *grpc.UnaryServerInfo { return &grpc.UnaryServerInfo{FullMethod: "/csi.v1.Node/" + m} }
-
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		f.interceptor(context.Background(), &csi.NodeStageVolumeRequest{VolumeId: "v1"}, info("NodeStageVolume"), slow)
-	}()
-	<-entered
-	cases := []struct {
-		name   string
-		method string
-		req    any
-		want   codes.Code
-	}{
-		{"unstage of the volume being staged", "NodeUnstageVolume", &csi.NodeUnstageVolumeRequest{VolumeId: "v1"}, codes.Aborted},
-		{"stage of another volume", "NodeStageVolume", &csi.NodeStageVolumeRequest{VolumeId: "v2"}, codes.OK},
-		{"publish of the same volume elsewhere", "NodePublishVolume", &csi.NodePublishVolumeRequest{VolumeId: "v1", TargetPath: "/t"}, codes.OK},
-		{"stats are not tracked", "NodeGetVolumeStats", &csi.NodeGetVolumeStatsRequest{VolumeId: "v1"}, codes.OK},
-		{"a create of another name", "CreateVolume", &csi.CreateVolumeRequest{Name: "v1"}, codes.OK},
-	}
-	for _, c := range cases {
-		_, err := f.interceptor(context.Background(), c.req, info(c.method), fast)
-		if status.Code(err) != c.want {
-			t.Errorf("%s: %v, want %v", c.name, err, c.want)
-		}
-	}
-	close(release)
-	wg.Wait()
-	if _, err := f.interceptor(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: "v1"}, info("NodeUnstageVolume"), fast); err != nil {
-		t.Fatalf("after the first call finished: %v", err)
 	}
 }

@@ -2,82 +2,73 @@ package driver
 
 import (
 	"context"
-	"strings"
 	"sync"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 )
 
-// inflight refuses a call on a volume or snapshot that already has one
-// running, with Aborted, so that a caller that timed out and retried does
-// not queue a second copy behind the first: the sidecars and kubelet retry
-// with backoff, and the retry finds the first call's result.
+// inflight refuses, with Aborted, a call on what another call in flight
+// is changing (see the package doc).
 type inflight struct {
 	mu   sync.Mutex
-	keys map[string]string // key -> method holding it
+	keys map[key]string // key -> method holding it
 }
 
-// The request fields that name what a call changes. Reads are not
-// tracked.
-type (
-	hasName       interface{ GetName() string }
-	hasVolumeID   interface{ GetVolumeId() string }
-	hasSnapshotID interface{ GetSnapshotId() string }
-	hasTargetPath interface{ GetTargetPath() string }
-)
+// A key is what a call changes: a name being created, or the id of a
+// volume or snapshot. Creates of a volume and of a snapshot with the same
+// name are different keys.
+type key struct{ kind, id string }
 
-var trackedMethods = map[string]bool{
-	"CreateVolume": true, "DeleteVolume": true, "CreateSnapshot": true, "DeleteSnapshot": true,
-	"NodeStageVolume": true, "NodeUnstageVolume": true, "NodePublishVolume": true,
-	"NodeUnpublishVolume": true, "NodeExpandVolume": true,
-}
+func (k key) String() string { return k.kind + " " + k.id }
 
-// key names what a call changes: a name for creates, an id for deletes and
-// node calls, with the target path for publishes (one volume may be
-// published to several targets at once).
-func key(method string, req any) string {
-	switch method {
-	case "CreateVolume", "CreateSnapshot":
-		if r, ok := req.(hasName); ok {
-			return method + "/" + r.GetName()
-		}
-	case "DeleteSnapshot":
-		if r, ok := req.(hasSnapshotID); ok {
-			return "snapshot/" + r.GetSnapshotId()
-		}
-	case "NodePublishVolume", "NodeUnpublishVolume":
-		v, _ := req.(hasVolumeID)
-		p, _ := req.(hasTargetPath)
-		if v != nil && p != nil {
-			return "publish/" + v.GetVolumeId() + "/" + p.GetTargetPath()
-		}
+// keyOf is what a request changes. ok is false for a read, which is not
+// tracked, and for a request without its name or id, which the service
+// refuses with InvalidArgument. Every node call on a volume has the
+// volume's id alone, whatever its paths: the CSI spec allows one call in
+// flight per volume, and DeleteVolume has the same key.
+func keyOf(req any) (k key, ok bool) {
+	switch r := req.(type) {
+	case *csi.CreateVolumeRequest:
+		k = key{"volume name", r.GetName()}
+	case *csi.CreateSnapshotRequest:
+		k = key{"snapshot name", r.GetName()}
+	case *csi.DeleteVolumeRequest:
+		k = key{"volume", r.GetVolumeId()}
+	case *csi.DeleteSnapshotRequest:
+		k = key{"snapshot", r.GetSnapshotId()}
+	case *csi.NodeStageVolumeRequest:
+		k = key{"volume", r.GetVolumeId()}
+	case *csi.NodeUnstageVolumeRequest:
+		k = key{"volume", r.GetVolumeId()}
+	case *csi.NodePublishVolumeRequest:
+		k = key{"volume", r.GetVolumeId()}
+	case *csi.NodeUnpublishVolumeRequest:
+		k = key{"volume", r.GetVolumeId()}
+	case *csi.NodeExpandVolumeRequest:
+		k = key{"volume", r.GetVolumeId()}
 	default:
-		if r, ok := req.(hasVolumeID); ok {
-			return "volume/" + r.GetVolumeId()
-		}
+		return key{}, false
 	}
-	return ""
+	return k, k.id != ""
 }
 
 func (f *inflight) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	method := methodName(info.FullMethod)
-	if !trackedMethods[method] {
+	k, ok := keyOf(req)
+	if !ok {
 		return handler(ctx, req)
 	}
-	k := key(method, req)
-	if k == "" || strings.HasSuffix(k, "/") {
-		return handler(ctx, req) // a missing id: the service refuses it
-	}
+	method := methodName(info.FullMethod)
 	f.mu.Lock()
 	if f.keys == nil {
-		f.keys = map[string]string{}
+		f.keys = map[key]string{}
 	}
 	if holder, busy := f.keys[k]; busy {
 		f.mu.Unlock()
-		klog.V(2).InfoS("Refusing a call already in flight", "method", method, "key", k, "inFlight", holder)
+		klog.V(2).InfoS("Refusing a call already in flight", "method", method, "key", k.String(), "inFlight", holder)
 		return nil, status.Errorf(codes.Aborted, "%s is already in flight for %s: retry once it completes", holder, k)
 	}
 	f.keys[k] = method
