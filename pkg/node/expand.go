@@ -40,7 +40,6 @@ func (s *Server) NodeExpandVolume(_ context.Context, req *csi.NodeExpandVolumeRe
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
-	defer s.locks.lock(id)()
 
 	klog.V(2).InfoS("NodeExpandVolume", "volumeID", id, "volumePath", path, "requiredBytes", required)
 	if _, err := s.engine.Get(id); err != nil {

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
@@ -38,7 +37,6 @@ type Server struct {
 	maxVolumes int64
 	mounter    *mount.SafeFormatAndMount
 	resizer    *mount.ResizeFs
-	locks      volumeLocks
 }
 
 // New returns a node server.
@@ -115,44 +113,6 @@ func (s *Server) NodeGetVolumeHealth(_ context.Context, req *csi.NodeGetVolumeHe
 		return nil, err
 	}
 	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: health}, nil
-}
-
-// volumeLocks serialises the node's changes to a volume. The driver
-// already refuses a second call with the same key while one runs; this
-// orders the calls it lets through together, such as publishes of one
-// volume to two targets, so that each sees the other's mounts.
-type volumeLocks struct {
-	mu    sync.Mutex
-	locks map[string]*volumeLock
-}
-
-type volumeLock struct {
-	sync.Mutex
-	users int
-}
-
-// lock waits for the volume's lock and returns its unlock.
-func (l *volumeLocks) lock(id string) (unlock func()) {
-	l.mu.Lock()
-	if l.locks == nil {
-		l.locks = map[string]*volumeLock{}
-	}
-	k := l.locks[id]
-	if k == nil {
-		k = &volumeLock{}
-		l.locks[id] = k
-	}
-	k.users++
-	l.mu.Unlock()
-	k.Lock()
-	return func() {
-		k.Unlock()
-		l.mu.Lock()
-		if k.users--; k.users == 0 {
-			delete(l.locks, id)
-		}
-		l.mu.Unlock()
-	}
 }
 
 // mountPointAt returns the mount at path, or nil when path is not a mount

@@ -2,10 +2,7 @@ package node
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -202,35 +199,5 @@ func TestNewDefaultMounter(t *testing.T) {
 	s := New(Options{})
 	if s.mounter == nil || s.mounter.Interface == nil || s.mounter.Exec == nil || s.resizer == nil {
 		t.Fatalf("New without a mounter: %+v", s)
-	}
-}
-
-func TestVolumeLocks(t *testing.T) {
-	var l volumeLocks
-	var inside atomic.Int32
-	var overlapped atomic.Bool
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer l.lock("v")()
-			if inside.Add(1) > 1 {
-				overlapped.Store(true)
-			}
-			time.Sleep(time.Millisecond)
-			inside.Add(-1)
-		}()
-	}
-	// Another volume is not held up.
-	done := make(chan struct{})
-	go func() { defer close(done); l.lock("w")() }()
-	<-done
-	wg.Wait()
-	if overlapped.Load() {
-		t.Error("two calls held one volume's lock at once")
-	}
-	if len(l.locks) != 0 {
-		t.Errorf("%d locks left after all were released", len(l.locks))
 	}
 }

@@ -38,7 +38,6 @@ func (s *Server) NodePublishVolume(_ context.Context, req *csi.NodePublishVolume
 	if staging == "" {
 		return nil, status.Error(codes.FailedPrecondition, "staging_target_path is missing: csi-thin stages volumes before publishing them")
 	}
-	defer s.locks.lock(id)()
 
 	p := publication{
 		id:           id,
@@ -257,7 +256,6 @@ func (s *Server) NodeUnpublishVolume(_ context.Context, req *csi.NodeUnpublishVo
 	case target == "":
 		return nil, status.Error(codes.InvalidArgument, "target_path is missing")
 	}
-	defer s.locks.lock(id)()
 
 	klog.V(2).InfoS("NodeUnpublishVolume", "volumeID", id, "targetPath", target)
 	if err := s.cleanup(target); err != nil {

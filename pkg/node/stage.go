@@ -42,7 +42,6 @@ func (s *Server) NodeStageVolume(_ context.Context, req *csi.NodeStageVolumeRequ
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 	}
-	defer s.locks.lock(id)()
 
 	block := c.GetBlock() != nil
 	klog.V(2).InfoS("NodeStageVolume", "volumeID", id, "stagingTargetPath", staging, "block", block)
@@ -192,7 +191,6 @@ func (s *Server) NodeUnstageVolume(_ context.Context, req *csi.NodeUnstageVolume
 	case staging == "":
 		return nil, status.Error(codes.InvalidArgument, "staging_target_path is missing")
 	}
-	defer s.locks.lock(id)()
 
 	klog.V(2).InfoS("NodeUnstageVolume", "volumeID", id, "stagingTargetPath", staging)
 	if err := s.cleanup(staging); err != nil {
