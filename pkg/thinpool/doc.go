@@ -9,4 +9,9 @@
 // transaction id is the commit point: at start, an intent the pool never
 // reached is rolled back and one it reached is completed, so the records
 // and the pool's thin ids always agree. The package knows nothing of CSI.
+//
+// Calls on the same id, or creating the same name, wait for each other on
+// the engine's own per-key locks (locks.go) and calls on different ones
+// run in parallel, so that the engine is safe for any caller, not only for
+// one that orders its calls itself.
 package thinpool
