@@ -4,6 +4,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
 // defaultVolumeBytes is the size of a blank volume when the request gives
@@ -51,10 +53,10 @@ func volumeSize(r *csi.CapacityRange, minBytes uint64, fs fsMin, block uint64) (
 	if lim > 0 && fs.bytes > limit {
 		return 0, status.Errorf(codes.OutOfRange,
 			"capacity range: mkfs.%s makes no filesystem under %d bytes, but limit_bytes is %d: raise the limit to at least %d, or use another filesystem",
-			fs.fsType, fs.bytes, lim, (fs.bytes+block-1)/block*block)
+			fs.fsType, fs.bytes, lim, thinpool.RoundUp(fs.bytes, block))
 	}
 	want = max(want, minBytes, fs.bytes)
-	size := (want + block - 1) / block * block
+	size := thinpool.RoundUp(want, block)
 	if lim > 0 && size > limit {
 		if req == 0 {
 			size = limit / block * block // no size asked: the most whole blocks under the limit
@@ -66,7 +68,7 @@ func volumeSize(r *csi.CapacityRange, minBytes uint64, fs fsMin, block uint64) (
 		case size > limit || size < uint64(req) || size < minBytes || size < fs.bytes:
 			return 0, status.Errorf(codes.OutOfRange,
 				"capacity range [%d, %d] bytes holds no whole number of the pool's %d-byte blocks, and volumes are whole blocks: raise the limit to at least %d",
-				req, lim, block, (want+block-1)/block*block)
+				req, lim, block, thinpool.RoundUp(want, block))
 		}
 	}
 	if size > 1<<63-1 {

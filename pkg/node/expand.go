@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-thin/csi-thin/pkg/thinpool"
 	"github.com/csi-thin/csi-thin/pkg/volcap"
 )
 
@@ -52,7 +53,7 @@ func (s *Server) NodeExpandVolume(_ context.Context, req *csi.NodeExpandVolumeRe
 	if err != nil {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
-	if limit := req.GetCapacityRange().GetLimitBytes(); limit > 0 && roundUp(required, s.engine.BlockSizeBytes()) > uint64(limit) {
+	if limit := req.GetCapacityRange().GetLimitBytes(); limit > 0 && thinpool.RoundUp(required, s.engine.BlockSizeBytes()) > uint64(limit) {
 		return nil, status.Errorf(codes.OutOfRange, "%d bytes rounded up to the pool's block size of %d bytes exceed the limit of %d bytes",
 			required, s.engine.BlockSizeBytes(), limit)
 	}
@@ -87,14 +88,6 @@ func requiredBytes(r *csi.CapacityRange) (uint64, error) {
 		return 0, status.Errorf(codes.OutOfRange, "capacity_range required_bytes %d exceed limit_bytes %d: ask for at most the limit", req, limit)
 	}
 	return uint64(req), nil
-}
-
-// roundUp rounds size up to a multiple of block (when block is not 0).
-func roundUp(size, block uint64) uint64 {
-	if block == 0 || size%block == 0 {
-		return size
-	}
-	return (size/block + 1) * block
 }
 
 // resizePath is the mount path to grow a filesystem through. xfs_growfs

@@ -36,22 +36,6 @@ func TestRequiredBytes(t *testing.T) {
 	}
 }
 
-func TestRoundUp(t *testing.T) {
-	const mib = 1 << 20
-	tests := []struct{ size, block, want uint64 }{
-		{0, 64 * 1024, 0},
-		{1, 64 * 1024, 64 * 1024},
-		{mib, 64 * 1024, mib},
-		{mib + 1, 64 * 1024, mib + 64*1024},
-		{12345, 0, 12345},
-	}
-	for _, tt := range tests {
-		if got := roundUp(tt.size, tt.block); got != tt.want {
-			t.Errorf("roundUp(%d, %d) = %d, want %d", tt.size, tt.block, got, tt.want)
-		}
-	}
-}
-
 func TestResizePath(t *testing.T) {
 	dir := t.TempDir()
 	staging := filepath.Join(dir, "globalmount")

@@ -37,13 +37,13 @@ func validName(name string) error {
 func lockName(kind Kind, name string) string { return "name/" + string(kind) + "/" + name }
 func lockID(id string) string                { return "id/" + id }
 
-// roundUp rounds size up to whole pool blocks.
+// roundUp rounds size up to whole pool blocks, refusing a size no pool
+// could hold.
 func (e *Engine) roundUp(size uint64) (uint64, error) {
-	block := uint64(e.blockSectors) * sectorSize
 	if size > 1<<62 {
 		return 0, invalidf("size %d bytes is too large", size)
 	}
-	return (size + block - 1) / block * block, nil
+	return RoundUp(size, e.BlockSizeBytes()), nil
 }
 
 // CreateVolume creates a blank volume, or a copy of a snapshot or volume
