@@ -210,8 +210,8 @@ func (e *Engine) BlockSizeBytes() uint64 { return uint64(e.blockSectors) * secto
 // Condition reports whether a volume is healthy: it exists, its pool is
 // healthy and, when it is active on this node, its device has not failed.
 // The error says what is wrong: ErrNotFound for an unknown id, Health's
-// error for its pool (ErrNoSpace for a full one), ErrUnhealthy for a
-// failed device.
+// error for its pool (ErrNoSpace for a full one), ErrDeviceFailed (and
+// ErrUnhealthy) for a failed device.
 func (e *Engine) Condition(id string) error {
 	if _, err := e.Get(id); err != nil {
 		return err
@@ -224,9 +224,9 @@ func (e *Engine) Condition(id string) error {
 	case errors.Is(err, dm.ErrNotFound):
 		return nil // not active here
 	case err != nil:
-		return fmt.Errorf("%w: status of %s: %w", ErrUnhealthy, id, err)
+		return &deviceError{fmt.Errorf("%w: status of %s: %w", ErrUnhealthy, id, err)}
 	case st.Fail || st.Error:
-		return fmt.Errorf("%w: the thin device of %s reports failure: see the kernel log (dmesg)", ErrUnhealthy, id)
+		return &deviceError{fmt.Errorf("%w: the thin device of %s reports failure: see the kernel log (dmesg)", ErrUnhealthy, id)}
 	}
 	return nil
 }

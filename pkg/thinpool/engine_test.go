@@ -877,31 +877,92 @@ func TestStorePath(t *testing.T) {
 	}
 }
 
+// TestCondition: Condition tells a healthy volume, an unknown one, a
+// problem of its pool and one of its own device apart, the last by
+// ErrDeviceFailed.
 func TestCondition(t *testing.T) {
-	fk := newFakeKernel()
-	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
-	if err := e.Condition(v.ID); err != nil {
-		t.Fatalf("inactive healthy volume: %v", err)
+	tests := []struct {
+		name     string
+		active   bool
+		fault    func(fk *fakeKernel, name string) // with fk.mu held
+		id       string                            // "" for the volume's
+		want     []error
+		wantNot  []error
+		poolWant string // PoolState of the error
+	}{
+		{name: "inactive healthy volume"},
+		{name: "active healthy volume", active: true},
+		{
+			name: "device status unreadable", active: true,
+			fault: func(fk *fakeKernel, name string) { fk.failOps["thin_status"] = kerr("status", name, unix.EIO) },
+			want:  []error{ErrDeviceFailed, ErrUnhealthy, unix.EIO},
+		},
+		{
+			name: "device reports failure", active: true,
+			fault: func(fk *fakeKernel, name string) { fk.devs[name].failed = true },
+			want:  []error{ErrDeviceFailed, ErrUnhealthy},
+		},
+		{
+			name: "pool needs_check", active: true,
+			fault:    func(fk *fakeKernel, _ string) { fk.status.NeedsCheck = true },
+			want:     []error{ErrUnhealthy},
+			wantNot:  []error{ErrDeviceFailed},
+			poolWant: StateNeedsCheck,
+		},
+		{
+			name:     "pool full",
+			fault:    func(fk *fakeKernel, _ string) { fk.status.Mode = dm.PoolModeOutOfDataSpace },
+			want:     []error{ErrNoSpace},
+			wantNot:  []error{ErrDeviceFailed, ErrUnhealthy},
+			poolWant: StateOutOfDataSpace,
+		},
+		{name: "unknown volume", id: "vol-missing", want: []error{ErrNotFound}, wantNot: []error{ErrDeviceFailed}},
 	}
-	e.Activate(v.ID, false)
-	if err := e.Condition(v.ID); err != nil {
-		t.Fatalf("active healthy volume: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fk := newFakeKernel()
+			e := testEngine(t, fk)
+			v, err := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.active {
+				if _, err := e.Activate(v.ID, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.fault != nil {
+				fk.mu.Lock()
+				tt.fault(fk, e.dmName(v.ID))
+				fk.mu.Unlock()
+			}
+			id := v.ID
+			if tt.id != "" {
+				id = tt.id
+			}
+			err = e.Condition(id)
+			if len(tt.want) == 0 && err != nil {
+				t.Fatalf("Condition = %v, want nil", err)
+			}
+			for _, w := range tt.want {
+				if !errors.Is(err, w) {
+					t.Errorf("Condition = %v, want it to match %v", err, w)
+				}
+			}
+			for _, w := range tt.wantNot {
+				if errors.Is(err, w) {
+					t.Errorf("Condition = %v matches %v", err, w)
+				}
+			}
+			if tt.poolWant != "" && PoolState(err) != tt.poolWant {
+				t.Errorf("PoolState(%v) = %s, want %s", err, PoolState(err), tt.poolWant)
+			}
+		})
 	}
-	fk.failNext("thin_status", kerr("status", e.dmName(v.ID), unix.EIO))
-	if err := e.Condition(v.ID); !errors.Is(err, ErrUnhealthy) {
-		t.Fatalf("device status unreadable: %v", err)
-	}
-	fk.mu.Lock()
-	fk.status.NeedsCheck = true
-	fk.mu.Unlock()
-	if err := e.Condition(v.ID); !errors.Is(err, ErrUnhealthy) {
-		t.Fatalf("pool needs_check: %v", err)
-	}
-	if err := e.Condition("vol-missing"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown volume: %v", err)
-	}
-	if e.BlockSizeBytes() != 64*kib {
+}
+
+func TestBlockSizeBytes(t *testing.T) {
+	if e := testEngine(t, newFakeKernel()); e.BlockSizeBytes() != 64*kib {
 		t.Fatalf("block size %d", e.BlockSizeBytes())
 	}
 }

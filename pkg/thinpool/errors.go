@@ -27,6 +27,10 @@ var (
 	// needs_check, fail) or its status cannot be read, so it takes no
 	// change at all, deletes included; the error says why and what to do.
 	ErrUnhealthy = errors.New("pool is unhealthy")
+	// ErrDeviceFailed: Condition found the pool fine but the volume's
+	// own active thin device failed, or its status cannot be read. Such an
+	// error matches ErrUnhealthy too.
+	ErrDeviceFailed = errors.New("thin device failed")
 	// ErrInvalidArgument: a request the engine refuses as given.
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrInvalidToken: a list continuation token the engine did not give.
@@ -39,3 +43,11 @@ var (
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
 }
+
+// deviceError is an error of Condition about a volume's thin device, not
+// its pool: it matches ErrDeviceFailed besides what it wraps, and reads as
+// what it wraps.
+type deviceError struct{ err error }
+
+func (e *deviceError) Error() string   { return e.err.Error() }
+func (e *deviceError) Unwrap() []error { return []error{e.err, ErrDeviceFailed} }

@@ -30,6 +30,7 @@ type fakeDev struct {
 	suspended bool
 	readOnly  bool
 	open      int
+	failed    bool // its status reports Fail
 }
 
 func newFakeKernel() *fakeKernel {
@@ -293,5 +294,5 @@ func (f *fakeKernel) ThinStatus(name string) (dm.ThinStatus, error) {
 	if err := f.step("thin_status"); err != nil {
 		return dm.ThinStatus{}, err
 	}
-	return dm.ThinStatus{}, nil
+	return dm.ThinStatus{Fail: f.devs[name].failed}, nil
 }
