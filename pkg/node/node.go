@@ -85,32 +85,19 @@ func (s *Server) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.Nod
 
 // NodeGetVolumeHealth reports the engine's condition of a volume: healthy;
 // degraded while its pool is full (it reads, but new blocks cannot be
-// written); or inaccessible with the reason when its pool or thin device
-// has failed.
+// written); or inaccessible when its pool or its thin device has failed,
+// with a reason that says which.
 func (s *Server) NodeGetVolumeHealth(_ context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
 	id := req.GetVolumeId()
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id is missing")
 	}
-	health := &csi.VolumeHealth{VolumeId: id}
-	err := s.engine.Condition(id)
-	switch {
-	case errors.Is(err, thinpool.ErrNoSpace):
-		klog.V(2).InfoS("Volume's pool is full", "volumeID", id, "err", err)
-		health.HealthStatuses = []*csi.VolumeHealth_VolumeHealthEntry{{
-			Status:  csi.VolumeHealthErrorType_DEGRADED,
-			Reason:  "PoolFull",
-			Message: err.Error(),
-		}}
-	case errors.Is(err, thinpool.ErrUnhealthy):
-		klog.V(2).InfoS("Volume is unhealthy", "volumeID", id, "err", err)
-		health.HealthStatuses = []*csi.VolumeHealth_VolumeHealthEntry{{
-			Status:  csi.VolumeHealthErrorType_INACCESSIBLE,
-			Reason:  "Unhealthy",
-			Message: err.Error(),
-		}}
-	case err != nil:
+	health, err := volcap.VolumeHealth(id, s.engine.Condition(id))
+	if err != nil {
 		return nil, err
+	}
+	for _, e := range health.GetHealthStatuses() {
+		klog.V(2).InfoS("Volume is not healthy", "volumeID", id, "status", e.GetStatus(), "reason", e.GetReason(), "message", e.GetMessage())
 	}
 	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: health}, nil
 }
@@ -190,17 +177,5 @@ func isBlockDevice(fi os.FileInfo) bool {
 // PoolFull while it is out of data space (deletes still work),
 // PoolUnhealthy while it is read-only, needs_check or failed.
 func (s *Server) NodeGetStorageHealth(context.Context, *csi.NodeGetStorageHealthRequest) (*csi.NodeGetStorageHealthResponse, error) {
-	resp := &csi.NodeGetStorageHealthResponse{}
-	if err := s.engine.Health(); err != nil {
-		reason := "PoolUnhealthy"
-		if errors.Is(err, thinpool.ErrNoSpace) {
-			reason = "PoolFull"
-		}
-		resp.BackendHealth = append(resp.BackendHealth, &csi.NodeGetStorageHealthResponse_StorageBackendHealth{
-			Status:  csi.StorageHealthErrorType_STORAGE_DEGRADED,
-			Reason:  reason,
-			Message: err.Error(),
-		})
-	}
-	return resp, nil
+	return &csi.NodeGetStorageHealthResponse{BackendHealth: volcap.StorageHealth(s.engine.Health())}, nil
 }

@@ -1,7 +1,9 @@
 // Package volcap says what csi-thin volumes can be: the driver's name and
 // topology key, the access modes and types, the filesystems, and the
 // StorageClass parameters it accepts. The controller checks requests
-// against it when a volume is created, the node when it is staged.
+// against it when a volume is created, the node when it is staged. It also
+// turns the engine's health into CSI health entries, with one set of
+// reasons for both services.
 package volcap
 
 import (
