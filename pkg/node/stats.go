@@ -12,8 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
-
-	"github.com/csi-thin/csi-thin/pkg/devmapper"
 )
 
 // NodeGetVolumeStats reports the size of a block volume, or the bytes and
@@ -37,8 +35,9 @@ func (s *Server) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeSta
 	return &csi.NodeGetVolumeStatsResponse{Usage: usage}, nil
 }
 
-// volumeUsage is the usage of the volume at path: a block device's size,
-// or a mounted filesystem's bytes and inodes.
+// volumeUsage is the usage of the volume at path: for a block device, the
+// size of the volume's active device; for a mount, its filesystem's bytes
+// and inodes.
 func (s *Server) volumeUsage(id, path string) ([]*csi.VolumeUsage, error) {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -48,7 +47,7 @@ func (s *Server) volumeUsage(id, path string) ([]*csi.VolumeUsage, error) {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
 	if isBlockDevice(fi) {
-		size, err := devmapper.BlockDeviceSize(path)
+		size, err := s.engine.DeviceBytes(id)
 		if err != nil {
 			return nil, fmt.Errorf("size of block volume %s at %s: %w", id, path, err)
 		}

@@ -206,3 +206,20 @@ func (e *Engine) DevicePath(id string) (string, error) {
 	}
 	return e.deviceNode(info.Dev)
 }
+
+// DeviceBytes is the size of a volume's active device on this node, as
+// the kernel maps it, or ErrNotFound when the volume is not active here.
+func (e *Engine) DeviceBytes(id string) (uint64, error) {
+	ts, err := e.k.Table(e.dmName(id))
+	if errors.Is(err, dm.ErrNotFound) {
+		return 0, fmt.Errorf("%w: %s is not active on this node", ErrNotFound, id)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("size of the active device of %s: %w", id, err)
+	}
+	var sectors uint64
+	for _, t := range ts {
+		sectors += t.Length
+	}
+	return sectors * sectorSize, nil
+}

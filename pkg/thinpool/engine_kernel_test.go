@@ -1195,6 +1195,9 @@ func TestEngineExpand(t *testing.T) {
 		if got := ekDeviceSize(t, node); got != 64*ekMiB {
 			t.Fatalf("the active device is %d bytes after the expansion, want %d", got, 64*ekMiB)
 		}
+		if got, err := e.DeviceBytes(v.ID); err != nil || got != 64*ekMiB {
+			t.Fatalf("DeviceBytes after the expansion = %d, %v; want %d", got, err, 64*ekMiB)
+		}
 		if out, err := exec.Command("resize2fs", node).CombinedOutput(); err != nil {
 			t.Fatalf("online resize2fs %s: %v: %s", node, err, out)
 		}
@@ -1210,6 +1213,9 @@ func TestEngineExpand(t *testing.T) {
 		}
 		ekUnmount(t, dir)
 		ekDeactivate(t, e, v)
+		if got, err := e.DeviceBytes(v.ID); !errors.Is(err, thinpool.ErrNotFound) {
+			t.Fatalf("DeviceBytes of a deactivated volume = %d, %v; want ErrNotFound", got, err)
+		}
 
 		i := ekCreate(t, e, "inactive", 16*ekMiB)
 		g, err = e.Expand(i.ID, 20*ekMiB+1)

@@ -961,6 +961,57 @@ func TestCondition(t *testing.T) {
 	}
 }
 
+// TestDeviceBytes: the size of an active device is the one the kernel
+// maps, which follows an expand; an inactive volume has none.
+func TestDeviceBytes(t *testing.T) {
+	tests := []struct {
+		name    string
+		active  bool
+		expand  uint64 // 0: none
+		fail    error  // of the table read
+		want    uint64
+		wantErr error
+	}{
+		{name: "active", active: true, want: gib},
+		{name: "expanded while active", active: true, expand: 2*gib + 1, want: 2*gib + 64*kib},
+		{name: "inactive", wantErr: ErrNotFound},
+		{name: "table unreadable", active: true, fail: kerr("status", "pool-vol", unix.EIO), wantErr: unix.EIO},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fk := newFakeKernel()
+			e := testEngine(t, fk)
+			v, err := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.active {
+				if _, err := e.Activate(v.ID, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.expand != 0 {
+				if _, err := e.Expand(v.ID, tt.expand); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.fail != nil {
+				fk.failNext("table", tt.fail)
+			}
+			got, err := e.DeviceBytes(v.ID)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("DeviceBytes = %d, %v; want %v", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("DeviceBytes = %d, %v; want %d", got, err, tt.want)
+			}
+		})
+	}
+}
+
 func TestBlockSizeBytes(t *testing.T) {
 	if e := testEngine(t, newFakeKernel()); e.BlockSizeBytes() != 64*kib {
 		t.Fatalf("block size %d", e.BlockSizeBytes())

@@ -196,6 +196,9 @@ func (f *fakeKernel) Table(name string) ([]dm.Target, error) {
 	if d == nil {
 		return nil, kerr("status", name, unix.ENXIO)
 	}
+	if err := f.step("table"); err != nil {
+		return nil, err
+	}
 	return []dm.Target{{Length: d.sectors, Type: "thin", Params: d.table.Params()}}, nil
 }
 
