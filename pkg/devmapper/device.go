@@ -321,11 +321,6 @@ func (c *Control) Table(name string) ([]Target, error) {
 	return c.tableStatus(name, unix.DM_STATUS_TABLE_FLAG)
 }
 
-// InactiveTable returns the table loaded but not yet resumed, if any.
-func (c *Control) InactiveTable(name string) ([]Target, error) {
-	return c.tableStatus(name, unix.DM_STATUS_TABLE_FLAG|unix.DM_QUERY_INACTIVE_TABLE_FLAG)
-}
-
 // Status returns each target's status line. With noFlush, targets report
 // without committing first (a thin-pool then skips its metadata commit).
 func (c *Control) Status(name string, noFlush bool) ([]Target, error) {

@@ -323,18 +323,6 @@ func (s PoolStatus) Usable() error {
 	return nil
 }
 
-// Healthy returns nil when the pool is safe to provision from: Usable and
-// not out of data space.
-func (s PoolStatus) Healthy() error {
-	if err := s.Usable(); err != nil {
-		return err
-	}
-	if s.Mode == PoolModeOutOfDataSpace {
-		return fmt.Errorf("thin-pool is out of data space (%d/%d blocks used): grow the data device or free blocks", s.DataUsed, s.DataTotal)
-	}
-	return nil
-}
-
 // checkTargetDev checks a device argument of a target table: non-empty,
 // and free of whitespace, NUL and backslash, which the kernel's argument
 // splitter would treat as separators, terminators or escapes.

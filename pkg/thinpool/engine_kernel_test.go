@@ -833,7 +833,7 @@ func ekWaitPoolMode(t testing.TB, ctl *dm.Control, pool string, mode dm.PoolMode
 			return
 		}
 		if st.Mode != dm.PoolModeReadWrite {
-			t.Fatalf("waiting for pool mode %s, the pool went %q: %v", mode, st.Mode, st.Healthy())
+			t.Fatalf("waiting for pool mode %s, the pool went %q: %+v", mode, st.Mode, st)
 		}
 		if _, err := ctl.WaitEvent(pool, info.EventNr); err != nil {
 			t.Fatalf("wait for an event of pool %s: %v", pool, err)
