@@ -1,6 +1,7 @@
 // Package testpool tears down what real-kernel tests of the engine and the
 // driver, and the demo, leave: a thin pool, its volumes and its loop
-// devices.
+// devices. It also reads a live pool's thin ids past the engine, from a
+// metadata snapshot.
 package testpool
 
 import (
@@ -78,11 +79,11 @@ func ThinIDs(pool, metadataDev string) (map[uint32]bool, error) {
 		return nil, err
 	}
 	defer ctl.Close()
-	if err := ctl.ReserveMetadataSnap(pool); err != nil {
+	if err := ReserveMetadataSnap(ctl, pool); err != nil {
 		return nil, err
 	}
 	out, err := exec.Command("thin_ls", "--metadata-snap", "--no-headers", "-o", "DEV", metadataDev).CombinedOutput()
-	if relErr := ctl.ReleaseMetadataSnap(pool); relErr != nil && err == nil {
+	if relErr := ReleaseMetadataSnap(ctl, pool); relErr != nil && err == nil {
 		err = relErr
 	}
 	if err != nil {
@@ -97,4 +98,18 @@ func ThinIDs(pool, metadataDev string) (map[uint32]bool, error) {
 		ids[uint32(id)] = true
 	}
 	return ids, nil
+}
+
+// ReserveMetadataSnap takes a snapshot of a live pool's metadata that
+// thin_ls and thin_dump can read (--metadata-snap). A pool holds one at a
+// time.
+func ReserveMetadataSnap(ctl *dm.Control, pool string) error {
+	_, err := ctl.Message(pool, 0, "reserve_metadata_snap")
+	return err
+}
+
+// ReleaseMetadataSnap drops the pool's metadata snapshot.
+func ReleaseMetadataSnap(ctl *dm.Control, pool string) error {
+	_, err := ctl.Message(pool, 0, "release_metadata_snap")
+	return err
 }

@@ -145,17 +145,3 @@ func (c *Control) SetTransactionID(pool string, oldID, newID uint64) error {
 	}
 	return err
 }
-
-// ReserveMetadataSnap takes a snapshot of the pool's metadata that tools
-// such as thin_ls and thin_dump can read while the pool is live. Only one
-// may be held at a time.
-func (c *Control) ReserveMetadataSnap(pool string) error {
-	_, err := c.Message(pool, 0, "reserve_metadata_snap")
-	return err
-}
-
-// ReleaseMetadataSnap drops the metadata snapshot.
-func (c *Control) ReleaseMetadataSnap(pool string) error {
-	_, err := c.Message(pool, 0, "release_metadata_snap")
-	return err
-}
