@@ -21,24 +21,26 @@ type Capacity struct {
 	AvailableBytes uint64
 }
 
-// Capacity reports the pool's space.
+// Capacity reports the pool's space. It waits for no change in flight:
+// the kernel serialises the status read with the pool's messages, and
+// the promised bytes are those of the changes committed so far.
 func (e *Engine) Capacity() (Capacity, error) {
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
 	st, err := e.k.PoolStatus(e.pool)
 	if err != nil {
 		return Capacity{}, err
 	}
-	return e.capacityLocked(st), nil
+	return e.capacityOf(st), nil
 }
 
-// capacityLocked is the pool's space as a status read reports it.
-func (e *Engine) capacityLocked(st dm.PoolStatus) Capacity {
+// capacityOf is the pool's space as a status read reports it, with the
+// promised bytes as they stand: under poolMu, as in a change's capacity
+// check, they cannot move meanwhile.
+func (e *Engine) capacityOf(st dm.PoolStatus) Capacity {
 	block := uint64(e.blockSectors) * sectorSize
 	c := Capacity{
 		DataBytes: st.DataTotal * block, DataUsedBytes: st.DataUsed * block,
 		MetadataBytes: st.MetadataTotal * metadataBlockBytes, MetadataUsedBytes: st.MetadataUsed * metadataBlockBytes,
-		PromisedBytes: e.promised,
+		PromisedBytes: e.promised.Load(),
 	}
 	c.BudgetBytes = uint64(float64(c.DataBytes) * e.cfg.OverprovisionRatio)
 	if c.BudgetBytes > c.PromisedBytes && e.reserveErr(c) == nil && st.Mode != dm.PoolModeOutOfDataSpace {
@@ -66,7 +68,7 @@ func (e *Engine) checkCapacityLocked(st dm.PoolStatus, size uint64) error {
 	if st.Mode == dm.PoolModeOutOfDataSpace {
 		return e.healthOf(st, nil)
 	}
-	c := e.capacityLocked(st)
+	c := e.capacityOf(st)
 	if err := e.reserveErr(c); err != nil {
 		return err
 	}

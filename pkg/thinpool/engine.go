@@ -35,8 +35,11 @@ type Engine struct {
 	committed atomic.Uint64 // last pool transaction id known complete
 	dirty     bool          // a change failed halfway: recover before the next
 	lastState atomic.Value  // PoolState of the last health read, for noteHealth
-	promised  uint64        // bytes of every volume and snapshot, for the budget
-	growth    growth        // auto-grow (autogrow.go)
+	// promised is the bytes of every volume and snapshot, for the budget.
+	// It changes only under poolMu and is read without it, by Capacity
+	// and Usage.
+	promised  atomic.Uint64
+	growth    growth // auto-grow (autogrow.go)
 	closeOnce sync.Once
 	closer    func() error
 }
@@ -89,7 +92,7 @@ func (e *Engine) totalPromisedLocked() error {
 	if err != nil {
 		return fmt.Errorf("total the sizes of the volumes and snapshots: %w", err)
 	}
-	e.promised = total
+	e.promised.Store(total)
 	return nil
 }
 

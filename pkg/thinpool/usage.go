@@ -11,15 +11,14 @@ type Usage struct {
 
 // Usage reads the pool's status once for both its capacity and its health:
 // each status read commits the pool's metadata. The error is the read's;
-// Health then says so too.
+// Health then says so too. Like Capacity and Health, it waits for no
+// change in flight.
 func (e *Engine) Usage() (Usage, error) {
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
 	st, err := e.k.PoolStatus(e.pool)
 	if err != nil {
 		return Usage{Health: e.healthOf(st, err)}, err
 	}
-	return Usage{Capacity: e.capacityLocked(st), Health: e.healthOf(st, nil)}, nil
+	return Usage{Capacity: e.capacityOf(st), Health: e.healthOf(st, nil)}, nil
 }
 
 // Count is the number of volumes or snapshots that List returns, counted

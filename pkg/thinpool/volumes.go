@@ -108,7 +108,7 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 		record: v,
 		check:  func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, size) },
 		apply:  func(v *Volume) (error, error) { return nil, e.k.CreateThin(e.pool, v.ThinID) },
-		done:   func(v *Volume) { e.promised += v.SizeBytes },
+		done:   func(v *Volume) { e.promised.Add(v.SizeBytes) },
 	}
 	if src == nil {
 		err = e.journaled(c)
@@ -165,7 +165,7 @@ func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string)
 		points: fpSnapshot,
 		record: v,
 		check:  func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, v.SizeBytes) },
-		done:   func(v *Volume) { e.promised += v.SizeBytes },
+		done:   func(v *Volume) { e.promised.Add(v.SizeBytes) },
 	}, src, fpSnapshotSuspended)
 	var taken *nameTakenError
 	if errors.As(err, &taken) {
@@ -279,7 +279,7 @@ func (e *Engine) Delete(id string) error {
 		points: fpDelete,
 		record: &d,
 		apply:  func(v *Volume) (error, error) { return nil, e.deleteThin(v) },
-		done:   func(v *Volume) { e.promised -= v.SizeBytes },
+		done:   func(v *Volume) { e.promised.Store(e.promised.Load() - v.SizeBytes) },
 	})
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
@@ -341,7 +341,7 @@ func (e *Engine) Expand(id string, sizeBytes uint64) (*Volume, error) {
 		err = e.store.put(e.committed.Load(), &grown)
 	}
 	if err == nil {
-		e.promised += size - v.SizeBytes
+		e.promised.Add(size - v.SizeBytes)
 	}
 	e.poolMu.Unlock()
 	if err != nil {
