@@ -58,7 +58,7 @@ func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	if err := checkCreateSnapshot(req, s.nodeID); err != nil {
 		return nil, err
 	}
-	v, err := s.engine.CreateSnapshot(req.GetName(), req.GetSourceVolumeId(), nil)
+	v, err := s.engine.CreateSnapshot(ctx, req.GetName(), req.GetSourceVolumeId(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func (s *Server) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	if err := required("snapshot_id", id); err != nil {
 		return nil, err
 	}
-	if err := s.delete(id, thinpool.KindSnapshot); err != nil {
+	if err := s.delete(ctx, id, thinpool.KindSnapshot); err != nil {
 		return nil, err
 	}
 	return &csi.DeleteSnapshotResponse{}, nil

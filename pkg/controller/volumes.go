@@ -144,7 +144,7 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	}
 	klog.V(4).InfoS("CreateVolume", "name", name, "requiredBytes", req.GetCapacityRange().GetRequiredBytes(),
 		"limitBytes", req.GetCapacityRange().GetLimitBytes(), "bytes", size, "source", a.sourceID)
-	v, err := s.engine.CreateVolume(thinpool.CreateRequest{
+	v, err := s.engine.CreateVolume(ctx, thinpool.CreateRequest{
 		Name: name, SizeBytes: size, SourceID: a.sourceID, Parameters: a.volumeContext,
 	})
 	if err != nil {
@@ -186,7 +186,7 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if err := required("volume_id", id); err != nil {
 		return nil, err
 	}
-	if err := s.delete(id, thinpool.KindVolume); err != nil {
+	if err := s.delete(ctx, id, thinpool.KindVolume); err != nil {
 		return nil, err
 	}
 	return &csi.DeleteVolumeResponse{}, nil
@@ -194,7 +194,7 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 
 // delete deletes the record id if it is of the kind; one that does not
 // exist, or is of the other kind, is left alone and is no error.
-func (s *Server) delete(id string, kind thinpool.Kind) error {
+func (s *Server) delete(ctx context.Context, id string, kind thinpool.Kind) error {
 	v, err := s.engine.Get(id)
 	switch {
 	case errors.Is(err, thinpool.ErrNotFound):
@@ -206,7 +206,7 @@ func (s *Server) delete(id string, kind thinpool.Kind) error {
 		klog.V(2).InfoS("Not deleting: the id is of another kind", "id", id, "want", kind, "kind", v.Kind)
 		return nil
 	}
-	if err := s.engine.Delete(id); err != nil && !errors.Is(err, thinpool.ErrNotFound) {
+	if err := s.engine.Delete(ctx, id); err != nil && !errors.Is(err, thinpool.ErrNotFound) {
 		return err
 	}
 	klog.V(2).InfoS("Deleted", "kind", kind, "id", id, "name", v.Name)

@@ -24,7 +24,7 @@ import (
 // csi-thin. The resizer then only marks the claim for node expansion, and
 // kubelet calls NodeExpandVolume on the node that has the volume: online
 // while it is mounted, or when it is next staged.
-func (s *Server) NodeExpandVolume(_ context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
+func (s *Server) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	id, path := req.GetVolumeId(), req.GetVolumePath()
 	switch {
 	case id == "":
@@ -59,7 +59,7 @@ func (s *Server) NodeExpandVolume(_ context.Context, req *csi.NodeExpandVolumeRe
 	}
 	// Asked for no more than the volume has, the engine still makes an
 	// active device as large as the volume's record.
-	v, err := s.engine.Expand(id, required)
+	v, err := s.engine.Expand(ctx, id, required)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ import (
 //
 // A stage that fails takes back what it did (see stageUndo): kubelet does
 // not unstage after a failed stage.
-func (s *Server) NodeStageVolume(_ context.Context, req *csi.NodeStageVolumeRequest) (_ *csi.NodeStageVolumeResponse, err error) {
+func (s *Server) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (_ *csi.NodeStageVolumeResponse, err error) {
 	id, staging, c := req.GetVolumeId(), req.GetStagingTargetPath(), req.GetVolumeCapability()
 	switch {
 	case id == "":
@@ -56,14 +56,16 @@ func (s *Server) NodeStageVolume(_ context.Context, req *csi.NodeStageVolumeRequ
 	}()
 	// A reader-only block volume gets a read-only device: a read-only bind
 	// mount of a device node does not stop writes through it.
-	a, err := s.engine.ActivateDevice(id, block && volcap.ReadOnly(c))
+	a, err := s.engine.ActivateDevice(ctx, id, block && volcap.ReadOnly(c))
 	if err != nil {
 		return nil, err
 	}
 	device := a.Path
 	undo.device = device
 	if a.Activated {
-		undo.deactivate = func() error { return s.engine.Deactivate(id) }
+		// The undo runs for a request that ended too: it takes back
+		// what the stage did.
+		undo.deactivate = func() error { return s.engine.Deactivate(context.WithoutCancel(ctx), id) }
 	}
 	if block {
 		// A block volume is published straight from its device node.
@@ -183,7 +185,7 @@ func (s *Server) growFilesystem(device, mountPath string) error {
 // NodeUnstageVolume unmounts and removes the staging path, then
 // deactivates the volume's thin device. Either done already is not an
 // error.
-func (s *Server) NodeUnstageVolume(_ context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+func (s *Server) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
 	switch {
 	case id == "":
@@ -196,7 +198,7 @@ func (s *Server) NodeUnstageVolume(_ context.Context, req *csi.NodeUnstageVolume
 	if err := s.cleanup(staging); err != nil {
 		return nil, err
 	}
-	if err := s.engine.Deactivate(id); err != nil {
+	if err := s.engine.Deactivate(ctx, id); err != nil {
 		return nil, err
 	}
 	klog.V(2).InfoS("Unstaged volume", "volumeID", id)

@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,17 +27,22 @@ type Activation struct {
 // Activate makes a volume (or, read-only, a snapshot) a block device on
 // this node and returns the device's path. Activating an active volume
 // returns its path again.
-func (e *Engine) Activate(id string, readOnly bool) (string, error) {
-	a, err := e.ActivateDevice(id, readOnly)
+func (e *Engine) Activate(ctx context.Context, id string, readOnly bool) (string, error) {
+	a, err := e.ActivateDevice(ctx, id, readOnly)
 	return a.Path, err
 }
 
 // ActivateDevice is Activate, and says whether the device was active
 // before. The mode is part of the device's state: an active device in the
 // other mode is reloaded in the mode asked for when nothing has it open,
-// and refused with ErrInUse when something does.
-func (e *Engine) ActivateDevice(id string, readOnly bool) (Activation, error) {
-	defer e.locks.lock(lockID(id))()
+// and refused with ErrInUse when something does. ctx bounds the wait for
+// the id's lock.
+func (e *Engine) ActivateDevice(ctx context.Context, id string, readOnly bool) (Activation, error) {
+	unlock, err := e.locks.lock(ctx, lockID(id))
+	if err != nil {
+		return Activation{}, fmt.Errorf("activate %s: %w", id, err)
+	}
+	defer unlock()
 	v, err := e.Get(id)
 	if err != nil {
 		return Activation{}, err
@@ -155,9 +161,13 @@ func (e *Engine) resizeIfActive(v *Volume) error {
 
 // Deactivate removes a volume's block device from this node. A volume not
 // active is not an error; one still open (mounted) gives ErrInUse, which
-// names what holds it.
-func (e *Engine) Deactivate(id string) error {
-	defer e.locks.lock(lockID(id))()
+// names what holds it. ctx bounds the wait for the id's lock.
+func (e *Engine) Deactivate(ctx context.Context, id string) error {
+	unlock, err := e.locks.lock(ctx, lockID(id))
+	if err != nil {
+		return fmt.Errorf("deactivate %s: %w", id, err)
+	}
+	defer unlock()
 	return e.deactivate(id)
 }
 

@@ -107,8 +107,8 @@ func (e *Engine) startGrowth() error {
 	if e.backing == nil {
 		return nil
 	}
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
+	e.poolMu.lock()
+	defer e.poolMu.unlock()
 	if err := e.finishGrowLocked(); err != nil {
 		return err
 	}
@@ -196,8 +196,8 @@ func (e *Engine) startDevWait(why error) error {
 
 // actAtStart acts once on the pool as it is before the watcher starts.
 func (e *Engine) actAtStart(ctl *dm.Control) {
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
+	e.poolMu.lock()
+	defer e.poolMu.unlock()
 	if err := e.onEventLocked(ctl, time.Now()); err != nil {
 		klog.ErrorS(err, "Could not grow the pool at start", "pool", e.pool)
 	}
@@ -208,9 +208,9 @@ func (e *Engine) actAtStart(ctl *dm.Control) {
 // DM_DEV_ARM_POLL the watcher cannot be woken: it returns at the pool's
 // next event (any change of mode or space, or the pool's removal).
 func (e *Engine) stopWatch() {
-	e.poolMu.Lock()
+	e.poolMu.lock()
 	e.growth.stopped = true
-	e.poolMu.Unlock()
+	e.poolMu.unlock()
 	if e.growth.waiter == nil {
 		return
 	}
@@ -279,8 +279,8 @@ func (e *Engine) watchDevWait(ctl *dm.Control, nr uint32) {
 // onEvent acts on the pool's event nr, which arrived at at, under the
 // pool lock. It reports false once the engine has closed.
 func (e *Engine) onEvent(ctl *dm.Control, nr uint32, at time.Time) bool {
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
+	e.poolMu.lock()
+	defer e.poolMu.unlock()
 	if e.growth.stopped {
 		return false
 	}
@@ -293,8 +293,8 @@ func (e *Engine) onEvent(ctl *dm.Control, nr uint32, at time.Time) bool {
 
 // watchFailed logs why the watcher stopped, unless the engine closed.
 func (e *Engine) watchFailed(err error) {
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
+	e.poolMu.lock()
+	defer e.poolMu.unlock()
 	if e.growth.stopped {
 		return
 	}

@@ -80,11 +80,11 @@ func TestWatcherFailureLoadsErrorIfNoSpace(t *testing.T) {
 	}
 	e := startTestEngine(t, fk, cfg)
 	e.backing = &backing{loop: true, dataBytes: 128 * mib, dataDev: dm.Dev{Major: 7}, metaDev: dm.Dev{Major: 7, Minor: 1}}
-	e.poolMu.Lock()
+	e.poolMu.lock()
 	if err := e.reloadLocked(e.backing.dataBytes); err != nil {
 		t.Fatal(err)
 	}
-	e.poolMu.Unlock()
+	e.poolMu.unlock()
 	if fk.status.ErrorIfNoSpace {
 		t.Fatal("a pool that may grow has error_if_no_space in its table")
 	}
@@ -92,8 +92,8 @@ func TestWatcherFailureLoadsErrorIfNoSpace(t *testing.T) {
 	if !fk.status.ErrorIfNoSpace {
 		t.Fatal("the pool still queues writes after its watcher failed")
 	}
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
+	e.poolMu.lock()
+	defer e.poolMu.unlock()
 	if e.mayGrowLocked(e.backing.dataBytes) {
 		t.Fatal("a pool whose watcher failed may still grow by itself")
 	}

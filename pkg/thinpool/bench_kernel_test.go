@@ -41,7 +41,7 @@ func ekBenchPopulate(b *testing.B, n int) *ekBenchPool {
 	p := &ekBenchPool{e: ekOpen(b, cfg)}
 	start := time.Now()
 	for i := range n {
-		v, err := p.e.CreateVolume(thinpool.CreateRequest{Name: fmt.Sprintf("pop-%05d", i), SizeBytes: ekMiB})
+		v, err := p.e.CreateVolume(b.Context(), thinpool.CreateRequest{Name: fmt.Sprintf("pop-%05d", i), SizeBytes: ekMiB})
 		if err != nil {
 			b.Fatalf("populate: volume %d of %d: %v", i, n, err)
 		}
@@ -87,12 +87,12 @@ func BenchmarkEngine(b *testing.B) {
 func ekBenchCreate(b *testing.B, p *ekBenchPool) {
 	b.ResetTimer()
 	for range b.N {
-		v, err := p.e.CreateVolume(thinpool.CreateRequest{Name: p.name("create"), SizeBytes: ekMiB})
+		v, err := p.e.CreateVolume(b.Context(), thinpool.CreateRequest{Name: p.name("create"), SizeBytes: ekMiB})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		if err := p.e.Delete(v.ID); err != nil {
+		if err := p.e.Delete(b.Context(), v.ID); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
@@ -104,12 +104,12 @@ func ekBenchCreate(b *testing.B, p *ekBenchPool) {
 func ekBenchSnapshot(b *testing.B, p *ekBenchPool) {
 	b.ResetTimer()
 	for i := range b.N {
-		s, err := p.e.CreateSnapshot(p.name("snapshot"), p.volumes[i%len(p.volumes)].ID, nil)
+		s, err := p.e.CreateSnapshot(b.Context(), p.name("snapshot"), p.volumes[i%len(p.volumes)].ID, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		if err := p.e.Delete(s.ID); err != nil {
+		if err := p.e.Delete(b.Context(), s.ID); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
@@ -121,12 +121,12 @@ func ekBenchDelete(b *testing.B, p *ekBenchPool) {
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		v, err := p.e.CreateVolume(thinpool.CreateRequest{Name: p.name("delete"), SizeBytes: ekMiB})
+		v, err := p.e.CreateVolume(b.Context(), thinpool.CreateRequest{Name: p.name("delete"), SizeBytes: ekMiB})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if err := p.e.Delete(v.ID); err != nil {
+		if err := p.e.Delete(b.Context(), v.ID); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -37,19 +37,19 @@ func TestEngineConcurrentOperations(t *testing.T) {
 				var err error
 				switch r.Intn(4) {
 				case 0:
-					_, err = e.CreateVolume(thinpool.CreateRequest{Name: name, SizeBytes: 1 << 20})
+					_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: name, SizeBytes: 1 << 20})
 				case 1:
 					if v, gerr := e.GetByName(thinpool.KindVolume, name); gerr == nil {
-						_, err = e.CreateSnapshot(name, v.ID, nil)
+						_, err = e.CreateSnapshot(t.Context(), name, v.ID, nil)
 					}
 				case 2:
 					if s, gerr := e.GetByName(thinpool.KindSnapshot, name); gerr == nil {
-						_, err = e.CreateVolume(thinpool.CreateRequest{Name: name + "-r", SourceID: s.ID})
+						_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: name + "-r", SourceID: s.ID})
 					}
 				case 3:
 					kind := []thinpool.Kind{thinpool.KindVolume, thinpool.KindSnapshot}[r.Intn(2)]
 					if v, gerr := e.GetByName(kind, name); gerr == nil {
-						err = e.Delete(v.ID)
+						err = e.Delete(t.Context(), v.ID)
 					}
 				}
 				// A racing caller may find its source or victim gone, or

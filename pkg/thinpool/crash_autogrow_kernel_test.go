@@ -61,22 +61,22 @@ func TestCrashAutoGrowChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	v, err := e.CreateVolume(thinpool.CreateRequest{Name: "v", SizeBytes: cagMaxBytes})
+	v, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "v", SizeBytes: cagMaxBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := e.Activate(v.ID, false)
+	node, err := e.Activate(t.Context(), v.ID, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r := agWrite(node, cagSynced, 7); r.err != nil {
 		t.Fatal(r.err)
 	}
-	w, err := e.CreateVolume(thinpool.CreateRequest{Name: "w", SizeBytes: 64 * ekMiB})
+	w, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "w", SizeBytes: 64 * ekMiB})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wNode, err := e.Activate(w.ID, false)
+	wNode, err := e.Activate(t.Context(), w.ID, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -238,36 +238,36 @@ func (w *crashWorkload) do(op crashOp) (*thinpool.Volume, error) {
 	var err error
 	switch op {
 	case crashCreate:
-		w.v, err = e.CreateVolume(thinpool.CreateRequest{Name: vName, SizeBytes: crashVolBytes})
+		w.v, err = e.CreateVolume(context.Background(), thinpool.CreateRequest{Name: vName, SizeBytes: crashVolBytes})
 		return w.v, err
 	case crashWrite:
 		return nil, crashWriteVolume(e, w.v.ID, 0, crashPattern('A', w.run, crashPatternSize))
 	case crashGrow:
-		return nil, e.Grow(crashGrowTarget(w.run))
+		return nil, e.Grow(context.Background(), crashGrowTarget(w.run))
 	case crashSnapshot:
-		w.s, err = e.CreateSnapshot(sName, w.v.ID, nil)
+		w.s, err = e.CreateSnapshot(context.Background(), sName, w.v.ID, nil)
 		return w.s, err
 	case crashOverwrite:
 		if err := crashWriteVolume(e, w.v.ID, 0, crashPattern('B', w.run, crashPoolBlock)); err != nil {
 			return nil, err
 		}
-		return nil, e.Deactivate(w.v.ID)
+		return nil, e.Deactivate(context.Background(), w.v.ID)
 	case crashRestore:
-		w.r, err = e.CreateVolume(thinpool.CreateRequest{Name: rName, SourceID: w.s.ID})
+		w.r, err = e.CreateVolume(context.Background(), thinpool.CreateRequest{Name: rName, SourceID: w.s.ID})
 		return w.r, err
 	case crashExpand:
-		if _, err := e.Activate(w.r.ID, false); err != nil {
+		if _, err := e.Activate(context.Background(), w.r.ID, false); err != nil {
 			return nil, err
 		}
-		g, err := e.Expand(w.r.ID, crashGrownBytes)
+		g, err := e.Expand(context.Background(), w.r.ID, crashGrownBytes)
 		if err != nil {
 			return nil, err
 		}
-		return g, e.Deactivate(w.r.ID)
+		return g, e.Deactivate(context.Background(), w.r.ID)
 	case crashDeleteRestore:
-		return nil, e.Delete(w.r.ID)
+		return nil, e.Delete(context.Background(), w.r.ID)
 	case crashDeleteOrigin:
-		return nil, e.Delete(w.v.ID)
+		return nil, e.Delete(context.Background(), w.v.ID)
 	}
 	return nil, fmt.Errorf("unknown step %q", op)
 }
@@ -275,7 +275,7 @@ func (w *crashWorkload) do(op crashOp) (*thinpool.Volume, error) {
 // crashWriteVolume activates a volume (or finds it active) and writes data
 // at off, durably.
 func crashWriteVolume(e *thinpool.Engine, id string, off int64, data []byte) error {
-	path, err := e.Activate(id, false)
+	path, err := e.Activate(context.Background(), id, false)
 	if err != nil {
 		return err
 	}
@@ -298,7 +298,7 @@ func crashWriteVolume(e *thinpool.Engine, id string, off int64, data []byte) err
 // reads n bytes from its start with O_DIRECT, from the pool rather than
 // the page cache, and returns them and the device's size.
 func crashReadVolume(e *thinpool.Engine, v *thinpool.Volume, n int) ([]byte, uint64, error) {
-	path, err := e.Activate(v.ID, v.Kind == thinpool.KindSnapshot)
+	path, err := e.Activate(context.Background(), v.ID, v.Kind == thinpool.KindSnapshot)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -665,7 +665,7 @@ func (s *crashSeries) verify(t *testing.T, run int, prog *crashProgress) bool {
 		name string
 	}{{thinpool.KindVolume, vName}, {thinpool.KindSnapshot, sName}, {thinpool.KindVolume, rName}} {
 		if v, err := e.GetByName(n.kind, n.name); err == nil {
-			if err := e.Deactivate(v.ID); err != nil {
+			if err := e.Deactivate(t.Context(), v.ID); err != nil {
 				fail("deactivate %s: %v", n.name, err)
 			}
 		}
@@ -902,11 +902,11 @@ func (s *crashSeries) retry(fail func(string, ...any), e *thinpool.Engine, run i
 	gone := func(op, created crashOp, kind thinpool.Kind, name string) {
 		id := prog.done[created].id // a delete begins after its create
 		if prog.inFlight == op {
-			if err := e.Delete(id); err != nil && !errors.Is(err, thinpool.ErrNotFound) {
+			if err := e.Delete(context.Background(), id); err != nil && !errors.Is(err, thinpool.ErrNotFound) {
 				fail("retried delete of %q: %v", name, err)
 			}
 		}
-		if err := e.Delete(id); !errors.Is(err, thinpool.ErrNotFound) {
+		if err := e.Delete(context.Background(), id); !errors.Is(err, thinpool.ErrNotFound) {
 			fail("delete of %q (%s) again: %v, want not found", name, id, err)
 		}
 		if v := byName(kind, name); v != nil {
@@ -920,7 +920,7 @@ func (s *crashSeries) retry(fail func(string, ...any), e *thinpool.Engine, run i
 		gone(crashDeleteOrigin, crashCreate, thinpool.KindVolume, vName)
 	case prog.began(crashCreate):
 		v = converge(crashCreate, thinpool.KindVolume, vName, func() (*thinpool.Volume, error) {
-			return e.CreateVolume(thinpool.CreateRequest{Name: vName, SizeBytes: crashVolBytes})
+			return e.CreateVolume(context.Background(), thinpool.CreateRequest{Name: vName, SizeBytes: crashVolBytes})
 		})
 	default:
 		if got := byName(thinpool.KindVolume, vName); got != nil {
@@ -930,7 +930,7 @@ func (s *crashSeries) retry(fail func(string, ...any), e *thinpool.Engine, run i
 	if prog.began(crashSnapshot) {
 		origin := prog.done[crashCreate].id
 		snap = converge(crashSnapshot, thinpool.KindSnapshot, sName, func() (*thinpool.Volume, error) {
-			return e.CreateSnapshot(sName, origin, nil)
+			return e.CreateSnapshot(context.Background(), sName, origin, nil)
 		})
 	}
 	switch {
@@ -945,7 +945,7 @@ func (s *crashSeries) retry(fail func(string, ...any), e *thinpool.Engine, run i
 			break
 		}
 		if prog.inFlight == crashExpand {
-			g, err := e.Expand(r.ID, crashGrownBytes)
+			g, err := e.Expand(context.Background(), r.ID, crashGrownBytes)
 			if err != nil {
 				fail("retried expand of %q: %v", rName, err)
 				break
@@ -965,7 +965,7 @@ func (s *crashSeries) retry(fail func(string, ...any), e *thinpool.Engine, run i
 	case prog.began(crashRestore):
 		source := prog.done[crashSnapshot].id
 		r = converge(crashRestore, thinpool.KindVolume, rName, func() (*thinpool.Volume, error) {
-			return e.CreateVolume(thinpool.CreateRequest{Name: rName, SourceID: source})
+			return e.CreateVolume(context.Background(), thinpool.CreateRequest{Name: rName, SourceID: source})
 		})
 	}
 

@@ -10,8 +10,19 @@
 // reached is rolled back and one it reached is completed, so the records
 // and the pool's thin ids always agree. The package knows nothing of CSI.
 //
-// Calls on the same id, or creating the same name, wait for each other on
-// the engine's own per-key locks (locks.go) and calls on different ones
-// run in parallel, so that the engine is safe for any caller, not only for
-// one that orders its calls itself.
+// Locks: calls on the same id, or creating the same name, wait for each
+// other on the engine's own per-key locks (locks.go), so that the engine
+// is safe for any caller, not only one that orders its calls itself;
+// calls on different ones run in parallel. Journaled changes, Expand's
+// record and grows also hold the pool-wide lock, across the intent's
+// durable commit and the pool's messages. Reads (Get, List, Capacity,
+// Usage, Health, Condition) wait for no lock.
+//
+// Contexts: every method that can wait for a lock takes the request's
+// context. A caller whose context ends while it waits, or has ended
+// before, gets the context's error (errors.Is finds context.Canceled or
+// context.DeadlineExceeded), holds no lock, and the records and the pool
+// are as they were. The context bounds only the waits: once a change has
+// written its intent, it runs to its end or its rollback as the journal
+// has it, whatever becomes of the context.
 package thinpool

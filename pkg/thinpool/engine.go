@@ -13,8 +13,12 @@ import (
 
 // Engine is a node's thin pool with its volumes and snapshots. Its methods
 // are safe for concurrent use: operations on one name or id are
-// serialised, operations on different ones run in parallel, and only the
-// few microseconds of each pool message are serialised pool-wide.
+// serialised, operations on different ones run in parallel up to their
+// journaled change, which holds the pool-wide lock for its durable commit
+// and its pool messages. Reads of the pool (Capacity, Usage, Health)
+// wait for neither lock. The methods that wait for a lock take the
+// request's context and give up waiting with its error; see the package
+// doc.
 type Engine struct {
 	k     kernel
 	store *store
@@ -29,9 +33,12 @@ type Engine struct {
 
 	locks keyLocks
 
-	// poolMu serialises journaled changes: each takes the next pool
-	// transaction id.
-	poolMu    sync.Mutex
+	// poolMu is the pool-wide lock. It serialises journaled changes,
+	// each of which takes the next pool transaction id, Expand's record,
+	// and grows, requested or the auto-grow watcher's. A request waits
+	// for it with lockCtx and its context; start, the watcher and Close
+	// take it with lock.
+	poolMu    ctxMutex
 	committed atomic.Uint64 // last pool transaction id known complete
 	dirty     bool          // a change failed halfway: recover before the next
 	lastState atomic.Value  // PoolState of the last health read, for noteHealth
@@ -58,8 +65,8 @@ func newEngine(k kernel, s *store, cfg Config, pool string, poolDev dm.Dev) *Eng
 
 // start recovers the journal and totals the promised sizes.
 func (e *Engine) start() error {
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
+	e.poolMu.lock()
+	defer e.poolMu.unlock()
 	if err := e.resumeSuspended(); err != nil {
 		return err
 	}

@@ -226,7 +226,7 @@ func ekPoolTable(t testing.TB, ctl *dm.Control, pool string) (dm.PoolTable, uint
 
 func ekCreate(t testing.TB, e *thinpool.Engine, name string, size uint64) *thinpool.Volume {
 	t.Helper()
-	v, err := e.CreateVolume(thinpool.CreateRequest{Name: name, SizeBytes: size})
+	v, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: name, SizeBytes: size})
 	if err != nil {
 		t.Fatalf("create volume %q of %d bytes: %v", name, size, err)
 	}
@@ -235,7 +235,7 @@ func ekCreate(t testing.TB, e *thinpool.Engine, name string, size uint64) *thinp
 
 func ekSnapshot(t testing.TB, e *thinpool.Engine, name, source string) *thinpool.Volume {
 	t.Helper()
-	s, err := e.CreateSnapshot(name, source, nil)
+	s, err := e.CreateSnapshot(t.Context(), name, source, nil)
 	if err != nil {
 		t.Fatalf("snapshot %q of %s: %v", name, source, err)
 	}
@@ -244,7 +244,7 @@ func ekSnapshot(t testing.TB, e *thinpool.Engine, name, source string) *thinpool
 
 func ekActivate(t testing.TB, e *thinpool.Engine, v *thinpool.Volume) string {
 	t.Helper()
-	p, err := e.Activate(v.ID, v.Kind == thinpool.KindSnapshot)
+	p, err := e.Activate(t.Context(), v.ID, v.Kind == thinpool.KindSnapshot)
 	if err != nil {
 		t.Fatalf("activate %s (%s): %v", v.Name, v.ID, err)
 	}
@@ -253,14 +253,14 @@ func ekActivate(t testing.TB, e *thinpool.Engine, v *thinpool.Volume) string {
 
 func ekDeactivate(t testing.TB, e *thinpool.Engine, v *thinpool.Volume) {
 	t.Helper()
-	if err := e.Deactivate(v.ID); err != nil {
+	if err := e.Deactivate(t.Context(), v.ID); err != nil {
 		t.Fatalf("deactivate %s (%s): %v", v.Name, v.ID, err)
 	}
 }
 
 func ekDelete(t testing.TB, e *thinpool.Engine, v *thinpool.Volume) {
 	t.Helper()
-	if err := e.Delete(v.ID); err != nil {
+	if err := e.Delete(t.Context(), v.ID); err != nil {
 		t.Fatalf("delete %s (%s): %v", v.Name, v.ID, err)
 	}
 }
@@ -679,18 +679,18 @@ func ekCheckRefused(t testing.TB, e *thinpool.Engine, v *thinpool.Volume, reason
 	if !strings.Contains(err.Error(), reason) {
 		t.Fatalf("health does not say %q: %v", reason, err)
 	}
-	_, err = e.CreateVolume(thinpool.CreateRequest{Name: "refused", SizeBytes: ekMiB})
+	_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "refused", SizeBytes: ekMiB})
 	ekIs(t, "create on an unhealthy pool", err, thinpool.ErrUnhealthy)
-	_, err = e.CreateSnapshot("refused", v.ID, nil)
+	_, err = e.CreateSnapshot(t.Context(), "refused", v.ID, nil)
 	ekIs(t, "snapshot on an unhealthy pool", err, thinpool.ErrUnhealthy)
-	_, err = e.CreateVolume(thinpool.CreateRequest{Name: "refused-clone", SourceID: v.ID})
+	_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "refused-clone", SourceID: v.ID})
 	ekIs(t, "clone on an unhealthy pool", err, thinpool.ErrUnhealthy)
-	_, err = e.Expand(v.ID, v.SizeBytes*2)
+	_, err = e.Expand(t.Context(), v.ID, v.SizeBytes*2)
 	ekIs(t, "expand on an unhealthy pool", err, thinpool.ErrUnhealthy)
 	if got, err := e.Get(v.ID); err != nil || got.SizeBytes != v.SizeBytes {
 		t.Fatalf("a refused expansion changed %s: %+v %v", v.ID, got, err)
 	}
-	ekIs(t, "delete on an unhealthy pool", e.Delete(v.ID), thinpool.ErrUnhealthy)
+	ekIs(t, "delete on an unhealthy pool", e.Delete(t.Context(), v.ID), thinpool.ErrUnhealthy)
 	if _, err := e.Get(v.ID); err != nil {
 		t.Fatalf("a refused delete removed %s: %v", v.ID, err)
 	}
@@ -794,7 +794,7 @@ func TestEngineOutOfDataSpace(t *testing.T) {
 			}
 			ekCheckFull(t, e, spare, nil)
 
-			if err := e.Grow(128 * ekMiB); err != nil {
+			if err := e.Grow(t.Context(), 128*ekMiB); err != nil {
 				t.Fatalf("grow the full pool: %v", err)
 			}
 			if !errorIfNoSpace {
@@ -977,13 +977,13 @@ func TestEngineGrow(t *testing.T) {
 		w := kerneltest.StartFileWriter(t, dir)
 		w.WaitFor(t, 10)
 
-		if err := e.Grow(1 * ekGiB); err != nil {
+		if err := e.Grow(t.Context(), 1*ekGiB); err != nil {
 			t.Fatalf("grow to 1 GiB: %v", err)
 		}
 		n := w.Done()
 		w.WaitFor(t, n+10) // the mounted volume kept taking writes
 		ekCheckPoolSize(t, ctl, e, cfg, 1*ekGiB, 134*ekMiB)
-		if err := e.Grow(512 * ekMiB); err != nil {
+		if err := e.Grow(t.Context(), 512*ekMiB); err != nil {
 			t.Fatalf("grow to less than the pool has: %v", err)
 		}
 		ekCheckPoolSize(t, ctl, e, cfg, 1*ekGiB, 134*ekMiB)
@@ -1010,7 +1010,7 @@ func TestEngineGrow(t *testing.T) {
 	})
 	t.Run("block", func(t *testing.T) {
 		e := ekOpen(t, ekBlockConfig(t))
-		ekIs(t, "grow a pool on block devices", e.Grow(4*ekGiB), thinpool.ErrInvalidArgument)
+		ekIs(t, "grow a pool on block devices", e.Grow(t.Context(), 4*ekGiB), thinpool.ErrInvalidArgument)
 	})
 }
 
@@ -1074,7 +1074,7 @@ func TestEngineCopies(t *testing.T) {
 			{"clone", src, 0, 4 * ekMiB},
 			{"clone-larger", src, 6*ekMiB + 1, 6*ekMiB + 64*ekKiB},
 		} {
-			c, err := e.CreateVolume(thinpool.CreateRequest{Name: tc.name, SourceID: tc.source.ID, SizeBytes: tc.ask})
+			c, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: tc.name, SourceID: tc.source.ID, SizeBytes: tc.ask})
 			if err != nil {
 				t.Fatalf("%s: %v", tc.name, err)
 			}
@@ -1087,7 +1087,7 @@ func TestEngineCopies(t *testing.T) {
 			{name: "restore-smaller", source: snap, ask: 2 * ekMiB},
 			{name: "clone-smaller", source: src, ask: 4*ekMiB - 64*ekKiB},
 		} {
-			_, err := e.CreateVolume(thinpool.CreateRequest{Name: tc.name, SourceID: tc.source.ID, SizeBytes: tc.ask})
+			_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: tc.name, SourceID: tc.source.ID, SizeBytes: tc.ask})
 			ekIs(t, tc.name, err, thinpool.ErrInvalidArgument)
 		}
 		c1, err := e.Capacity()
@@ -1147,7 +1147,7 @@ func TestEngineSnapshotUnderWrites(t *testing.T) {
 		ekUnmount(t, dir)
 		ekDeactivate(t, e, v)
 
-		_, err = e.Activate(s.ID, false)
+		_, err = e.Activate(t.Context(), s.ID, false)
 		ekIs(t, "activate a snapshot writable", err, thinpool.ErrInvalidArgument)
 		snapDir := ekMount(t, ekActivate(t, e, s), unix.MS_RDONLY)
 		kerneltest.CheckFiles(t, snapDir, before)
@@ -1177,7 +1177,7 @@ func TestEngineExpand(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		for what, err := range map[string]error{"deactivate": e.Deactivate(v.ID), "delete": e.Delete(v.ID)} {
+		for what, err := range map[string]error{"deactivate": e.Deactivate(t.Context(), v.ID), "delete": e.Delete(t.Context(), v.ID)} {
 			ekIs(t, what+" a mounted volume", err, thinpool.ErrInUse)
 			if !strings.Contains(err.Error(), "mounted at "+dir) {
 				t.Fatalf("%s a mounted volume: %v, want the mount point %s named", what, err, dir)
@@ -1188,7 +1188,7 @@ func TestEngineExpand(t *testing.T) {
 		if err := unix.Statfs(dir, &before); err != nil {
 			t.Fatal(err)
 		}
-		g, err := e.Expand(v.ID, 64*ekMiB)
+		g, err := e.Expand(t.Context(), v.ID, 64*ekMiB)
 		if err != nil || g.SizeBytes != 64*ekMiB {
 			t.Fatalf("expand the active volume: %+v %v", g, err)
 		}
@@ -1218,7 +1218,7 @@ func TestEngineExpand(t *testing.T) {
 		}
 
 		i := ekCreate(t, e, "inactive", 16*ekMiB)
-		g, err = e.Expand(i.ID, 20*ekMiB+1)
+		g, err = e.Expand(t.Context(), i.ID, 20*ekMiB+1)
 		if err != nil || g.SizeBytes != 20*ekMiB+64*ekKiB {
 			t.Fatalf("expand the inactive volume: %+v %v, want %d bytes", g, err, 20*ekMiB+64*ekKiB)
 		}
@@ -1230,17 +1230,17 @@ func TestEngineExpand(t *testing.T) {
 		}
 		ekDeactivate(t, e, i)
 
-		if got, err := e.Expand(i.ID, ekMiB); err != nil || got.SizeBytes != g.SizeBytes {
+		if got, err := e.Expand(t.Context(), i.ID, ekMiB); err != nil || got.SizeBytes != g.SizeBytes {
 			t.Fatalf("expand to less: %+v %v, want it unchanged", got, err)
 		}
 		s := ekSnapshot(t, e, "snap", i.ID)
-		_, err = e.Expand(s.ID, 64*ekMiB)
+		_, err = e.Expand(t.Context(), s.ID, 64*ekMiB)
 		ekIs(t, "expand a snapshot", err, thinpool.ErrInvalidArgument)
 		c, err := e.Capacity()
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = e.Expand(i.ID, g.SizeBytes+c.AvailableBytes+ekMiB)
+		_, err = e.Expand(t.Context(), i.ID, g.SizeBytes+c.AvailableBytes+ekMiB)
 		ekIs(t, "expand past the budget", err, thinpool.ErrOverBudget)
 		if got, err := e.Get(i.ID); err != nil || got.SizeBytes != g.SizeBytes {
 			t.Fatalf("a refused expansion changed the record: %+v %v", got, err)
@@ -1274,7 +1274,7 @@ func TestEngineActivation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = e.Delete(v.ID)
+	err = e.Delete(t.Context(), v.ID)
 	held.Close()
 	ekIs(t, "delete a volume a process holds open", err, thinpool.ErrInUse)
 	if !strings.Contains(err.Error(), "by a process") {
@@ -1290,7 +1290,7 @@ func TestEngineActivation(t *testing.T) {
 		dm.ActivateOptions{}); err != nil {
 		t.Fatalf("stack a linear device on the volume: %v", err)
 	}
-	err = e.Delete(v.ID)
+	err = e.Delete(t.Context(), v.ID)
 	if rmErr := ctl.Remove(stacked, dm.RemoveOptions{}); rmErr != nil {
 		t.Fatalf("remove the stacked device: %v", rmErr)
 	}
@@ -1339,9 +1339,9 @@ func TestEngineActivation(t *testing.T) {
 		t.Fatalf("device path of an inactive volume: %v, want ErrNotFound", err)
 	}
 	const unknown = "vol-000000000000000000000000"
-	_, err = e.Activate(unknown, false)
+	_, err = e.Activate(t.Context(), unknown, false)
 	ekIs(t, "activate an unknown id", err, thinpool.ErrNotFound)
-	ekIs(t, "delete an unknown id", e.Delete(unknown), thinpool.ErrNotFound)
+	ekIs(t, "delete an unknown id", e.Delete(t.Context(), unknown), thinpool.ErrNotFound)
 	// Active and not open, as a failed stage or a lost unstage leaves
 	// them: deleted, devices and all.
 	ekActivate(t, e, v)
@@ -1389,7 +1389,7 @@ func TestEngineActivationMode(t *testing.T) {
 		}
 	}
 
-	p, err := e.Activate(v.ID, false)
+	p, err := e.Activate(t.Context(), v.ID, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1397,20 +1397,20 @@ func TestEngineActivationMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Activate(v.ID, true)
+	_, err = e.Activate(t.Context(), v.ID, true)
 	held.Close()
 	ekIs(t, "activate read-only a device held open read-write", err, thinpool.ErrInUse)
 	check("refused", p, false, 4*ekMiB)
 
-	if _, err := e.Activate(v.ID, true); err != nil {
+	if _, err := e.Activate(t.Context(), v.ID, true); err != nil {
 		t.Fatalf("activate read-only a read-write device nothing holds: %v", err)
 	}
 	check("reloaded read-only", p, true, 4*ekMiB)
-	if _, err := e.Expand(v.ID, 8*ekMiB); err != nil {
+	if _, err := e.Expand(t.Context(), v.ID, 8*ekMiB); err != nil {
 		t.Fatal(err)
 	}
 	check("expanded", p, true, 8*ekMiB)
-	if _, err := e.Activate(v.ID, false); err != nil {
+	if _, err := e.Activate(t.Context(), v.ID, false); err != nil {
 		t.Fatalf("activate read-write a read-only device nothing holds: %v", err)
 	}
 	check("reloaded read-write", p, false, 8*ekMiB)
@@ -1519,15 +1519,15 @@ func TestEngineListAndNames(t *testing.T) {
 		{"other size", thinpool.CreateRequest{Name: v3.Name, SizeBytes: 2 * ekMiB}, thinpool.ErrExists},
 		{"other source", thinpool.CreateRequest{Name: v3.Name, SizeBytes: ekMiB, SourceID: snap.ID}, thinpool.ErrExists},
 	} {
-		got, err := e.CreateVolume(tc.req)
+		got, err := e.CreateVolume(t.Context(), tc.req)
 		if !errors.Is(err, tc.want) || (tc.want == nil && got.ID != v3.ID) {
 			t.Errorf("create %s again with %s: %+v %v, want %v", v3.Name, tc.name, got, err, tc.want)
 		}
 	}
-	if got, err := e.CreateSnapshot(snap.Name, all[0].ID, nil); err != nil || got.ID != snap.ID {
+	if got, err := e.CreateSnapshot(t.Context(), snap.Name, all[0].ID, nil); err != nil || got.ID != snap.ID {
 		t.Errorf("snapshot %s again of the same volume: %+v %v, want %s", snap.Name, got, err, snap.ID)
 	}
-	_, err = e.CreateSnapshot(snap.Name, ids[3], nil)
+	_, err = e.CreateSnapshot(t.Context(), snap.Name, ids[3], nil)
 	ekIs(t, "snapshot again of another volume", err, thinpool.ErrExists)
 	if got := ekStatus(t, ctl, cfg.PoolName).TransactionID; got != tx {
 		t.Errorf("repeated and refused creates moved the pool's transaction id from %d to %d", tx, got)
@@ -1547,12 +1547,12 @@ func TestEngineCapacityErrors(t *testing.T) {
 	if err != nil || c.BudgetBytes != 128*ekMiB || c.PromisedBytes != 100*ekMiB || c.AvailableBytes != 28*ekMiB {
 		t.Fatalf("capacity %+v %v: want a 128 MiB budget, 100 MiB promised, 28 MiB available", c, err)
 	}
-	_, err = e.CreateVolume(thinpool.CreateRequest{Name: "over", SizeBytes: 28*ekMiB + 1})
+	_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "over", SizeBytes: 28*ekMiB + 1})
 	ekIs(t, "create over the budget", err, thinpool.ErrOverBudget)
 	if errors.Is(err, thinpool.ErrNoSpace) {
 		t.Fatalf("over the budget is also ErrNoSpace: %v", err)
 	}
-	_, err = e.CreateSnapshot("over", big.ID, nil)
+	_, err = e.CreateSnapshot(t.Context(), "over", big.ID, nil)
 	ekIs(t, "snapshot over the budget", err, thinpool.ErrOverBudget)
 	fits := ekCreate(t, e, "fits", 28*ekMiB)
 	ekDelete(t, e, fits)
@@ -1570,12 +1570,12 @@ func TestEngineCapacityErrors(t *testing.T) {
 	if err := e.Health(); err != nil {
 		t.Fatalf("a pool under its reserve but not full is unhealthy: %v", err)
 	}
-	_, err = e.CreateVolume(thinpool.CreateRequest{Name: "small", SizeBytes: ekMiB})
+	_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "small", SizeBytes: ekMiB})
 	ekIs(t, "create below the reserve", err, thinpool.ErrNoSpace)
 	if errors.Is(err, thinpool.ErrOverBudget) || !strings.Contains(err.Error(), "reserve") {
 		t.Fatalf("below the reserve: %v, want only ErrNoSpace, naming the reserve", err)
 	}
-	_, err = e.CreateSnapshot("small", big.ID, nil)
+	_, err = e.CreateSnapshot(t.Context(), "small", big.ID, nil)
 	ekIs(t, "snapshot below the reserve", err, thinpool.ErrNoSpace)
 
 	ekDelete(t, e, big)
@@ -1601,19 +1601,19 @@ func TestEngineCreateCost(t *testing.T) {
 			op   func() error
 		}{
 			{"create", func() (err error) {
-				v, err = e.CreateVolume(thinpool.CreateRequest{Name: "v", SizeBytes: 8 * ekMiB})
+				v, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "v", SizeBytes: 8 * ekMiB})
 				return err
 			}},
 			{"create again", func() error {
-				_, err := e.CreateVolume(thinpool.CreateRequest{Name: "w", SizeBytes: ekMiB})
+				_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "w", SizeBytes: ekMiB})
 				return err
 			}},
-			{"snapshot", func() error { _, err := e.CreateSnapshot("s", v.ID, nil); return err }},
+			{"snapshot", func() error { _, err := e.CreateSnapshot(t.Context(), "s", v.ID, nil); return err }},
 			{"clone", func() error {
-				_, err := e.CreateVolume(thinpool.CreateRequest{Name: "c", SourceID: v.ID})
+				_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "c", SourceID: v.ID})
 				return err
 			}},
-			{"delete", func() error { return e.Delete(v.ID) }},
+			{"delete", func() error { return e.Delete(t.Context(), v.ID) }},
 		}
 		for _, step := range steps {
 			tx, btx := ekStatus(t, ctl, cfg.PoolName).TransactionID, ekBoltTxID(t, db)

@@ -92,11 +92,11 @@ func checkAgreement(t *testing.T, e *Engine, fk *fakeKernel) {
 func TestCreateVolumeIsIdempotentByName(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	src, err := e.CreateVolume(CreateRequest{Name: "src", SizeBytes: gib})
+	src, err := e.CreateVolume(t.Context(), CreateRequest{Name: "src", SizeBytes: gib})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := e.CreateVolume(CreateRequest{Name: "a", SizeBytes: 100*mib + 1})
+	a, err := e.CreateVolume(t.Context(), CreateRequest{Name: "a", SizeBytes: 100*mib + 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestCreateVolumeIsIdempotentByName(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			v, err := e.CreateVolume(c.req)
+			v, err := e.CreateVolume(t.Context(), c.req)
 			if c.want != nil {
 				if !errors.Is(err, c.want) {
 					t.Fatalf("got %v, want %v", err, c.want)
@@ -138,7 +138,7 @@ func TestCreateCostsOneMessageOneTransactionOneCommit(t *testing.T) {
 	e := testEngine(t, fk)
 	for i := 0; i < 5; i++ {
 		before, statusBefore, quickBefore := e.store.commits.Load(), fk.count("status"), fk.count("status-nocommit")
-		if _, err := e.CreateVolume(CreateRequest{Name: fmt.Sprint(i), SizeBytes: mib}); err != nil {
+		if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: fmt.Sprint(i), SizeBytes: mib}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.store.commits.Load() - before; n != 1 {
@@ -164,22 +164,22 @@ func TestCreateCostsOneMessageOneTransactionOneCommit(t *testing.T) {
 func TestSnapshotRestoreClone(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
-	s, err := e.CreateSnapshot("s", v.ID, nil)
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	s, err := e.CreateSnapshot(t.Context(), "s", v.ID, nil)
 	if err != nil || s.SizeBytes != gib || s.SourceID != v.ID || s.Kind != KindSnapshot {
 		t.Fatalf("snapshot %+v, %v", s, err)
 	}
-	if again, err := e.CreateSnapshot("s", v.ID, nil); err != nil || again.ID != s.ID {
+	if again, err := e.CreateSnapshot(t.Context(), "s", v.ID, nil); err != nil || again.ID != s.ID {
 		t.Fatalf("same snapshot again: %+v %v", again, err)
 	}
-	other, _ := e.CreateVolume(CreateRequest{Name: "other", SizeBytes: gib})
-	if _, err := e.CreateSnapshot("s", other.ID, nil); !errors.Is(err, ErrExists) {
+	other, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "other", SizeBytes: gib})
+	if _, err := e.CreateSnapshot(t.Context(), "s", other.ID, nil); !errors.Is(err, ErrExists) {
 		t.Fatalf("snapshot name reused for another volume: %v", err)
 	}
-	if _, err := e.CreateSnapshot("of-a-snapshot", s.ID, nil); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := e.CreateSnapshot(t.Context(), "of-a-snapshot", s.ID, nil); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("snapshot of a snapshot: %v", err)
 	}
-	if _, err := e.CreateSnapshot("s2", "vol-missing", nil); !errors.Is(err, ErrNotFound) {
+	if _, err := e.CreateSnapshot(t.Context(), "s2", "vol-missing", nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("snapshot of a missing volume: %v", err)
 	}
 
@@ -197,7 +197,7 @@ func TestSnapshotRestoreClone(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r, err := e.CreateVolume(c.req)
+			r, err := e.CreateVolume(t.Context(), c.req)
 			if c.want != nil {
 				if !errors.Is(err, c.want) {
 					t.Fatalf("got %v, want %v", err, c.want)
@@ -210,7 +210,7 @@ func TestSnapshotRestoreClone(t *testing.T) {
 		})
 	}
 	// Deleting the origin leaves its snapshot and clone.
-	if err := e.Delete(v.ID); err != nil {
+	if err := e.Delete(t.Context(), v.ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"r1", "c1"} {
@@ -227,12 +227,12 @@ func TestSnapshotRestoreClone(t *testing.T) {
 func TestSnapshotSuspendsAnActiveOriginOnlyAroundCreateSnap(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
-	if _, err := e.Activate(v.ID, false); err != nil {
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	if _, err := e.Activate(t.Context(), v.ID, false); err != nil {
 		t.Fatal(err)
 	}
 	// The fake panics on create_snap of an active origin not suspended.
-	if _, err := e.CreateSnapshot("s", v.ID, nil); err != nil {
+	if _, err := e.CreateSnapshot(t.Context(), "s", v.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	if info, _ := fk.Info(e.dmName(v.ID)); info.Suspended {
@@ -242,13 +242,13 @@ func TestSnapshotSuspendsAnActiveOriginOnlyAroundCreateSnap(t *testing.T) {
 		t.Fatalf("%d suspends, %d resumes", fk.count("suspend"), fk.count("resume"))
 	}
 	// An inactive origin is not suspended at all.
-	w, _ := e.CreateVolume(CreateRequest{Name: "w", SizeBytes: gib})
-	if _, err := e.CreateSnapshot("t", w.ID, nil); err != nil || fk.count("suspend") != 1 {
+	w, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "w", SizeBytes: gib})
+	if _, err := e.CreateSnapshot(t.Context(), "t", w.ID, nil); err != nil || fk.count("suspend") != 1 {
 		t.Fatalf("snapshot of an inactive volume: %v, %d suspends", err, fk.count("suspend"))
 	}
 	// A failed create_snap still resumes the origin, and nothing is left.
 	fk.failNext("create_snap", kerr("message create_snap", "pool", unix.ENOSPC))
-	if _, err := e.CreateSnapshot("u", v.ID, nil); !errors.Is(err, unix.ENOSPC) {
+	if _, err := e.CreateSnapshot(t.Context(), "u", v.ID, nil); !errors.Is(err, unix.ENOSPC) {
 		t.Fatalf("got %v, want ENOSPC", err)
 	}
 	if info, _ := fk.Info(e.dmName(v.ID)); info.Suspended {
@@ -260,49 +260,49 @@ func TestSnapshotSuspendsAnActiveOriginOnlyAroundCreateSnap(t *testing.T) {
 func TestActivateDeactivateDelete(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
-	a1, err := e.ActivateDevice(v.ID, false)
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	a1, err := e.ActivateDevice(t.Context(), v.ID, false)
 	if err != nil || !a1.Activated {
 		t.Fatalf("first activate: %+v %v, want it activated", a1, err)
 	}
-	if a2, err := e.ActivateDevice(v.ID, false); err != nil || a2.Path != a1.Path || a2.Activated {
+	if a2, err := e.ActivateDevice(t.Context(), v.ID, false); err != nil || a2.Path != a1.Path || a2.Activated {
 		t.Fatalf("second activate: %+v %v, want %q active before", a2, err, a1.Path)
 	}
 	fk.setOpen(e.dmName(v.ID), 1)
-	for what, err := range map[string]error{"deactivate": e.Deactivate(v.ID), "delete": e.Delete(v.ID)} {
+	for what, err := range map[string]error{"deactivate": e.Deactivate(t.Context(), v.ID), "delete": e.Delete(t.Context(), v.ID)} {
 		if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "mounted at /fake/") {
 			t.Fatalf("%s of an open volume: %v, want ErrInUse naming the mount", what, err)
 		}
 	}
 	fk.setOpen(e.dmName(v.ID), 0)
 	for i := 0; i < 2; i++ {
-		if err := e.Deactivate(v.ID); err != nil {
+		if err := e.Deactivate(t.Context(), v.ID); err != nil {
 			t.Fatalf("deactivate %d: %v", i, err)
 		}
 	}
-	s, _ := e.CreateSnapshot("s", v.ID, nil)
-	if _, err := e.Activate(s.ID, false); !errors.Is(err, ErrInvalidArgument) {
+	s, _ := e.CreateSnapshot(t.Context(), "s", v.ID, nil)
+	if _, err := e.Activate(t.Context(), s.ID, false); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("read-write activation of a snapshot: %v", err)
 	}
-	if _, err := e.Activate(s.ID, true); err != nil {
+	if _, err := e.Activate(t.Context(), s.ID, true); err != nil {
 		t.Fatalf("read-only activation of a snapshot: %v", err)
 	}
 	// Active but not open: deleted, and its device with it.
-	if _, err := e.Activate(v.ID, false); err != nil {
+	if _, err := e.Activate(t.Context(), v.ID, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{v.ID, s.ID} {
-		if err := e.Delete(id); err != nil {
+		if err := e.Delete(t.Context(), id); err != nil {
 			t.Fatalf("delete of %s, active and not open: %v", id, err)
 		}
 		if info, _ := fk.Info(e.dmName(id)); info.Exists {
 			t.Fatalf("%s deleted, its device left active", id)
 		}
 	}
-	if err := e.Delete(v.ID); !errors.Is(err, ErrNotFound) {
+	if err := e.Delete(t.Context(), v.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
-	if _, err := e.Activate(v.ID, false); !errors.Is(err, ErrNotFound) {
+	if _, err := e.Activate(t.Context(), v.ID, false); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("activate of a deleted volume: %v", err)
 	}
 	checkAgreement(t, e, fk)
@@ -314,28 +314,28 @@ func TestActivateDeactivateDelete(t *testing.T) {
 func TestActivationMode(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
 	name := e.dmName(v.ID)
 	readOnly := func() bool { info, _ := fk.Info(name); return info.ReadOnly }
-	if _, err := e.Activate(v.ID, true); err != nil || !readOnly() {
+	if _, err := e.Activate(t.Context(), v.ID, true); err != nil || !readOnly() {
 		t.Fatalf("read-only activation: %v, read-only %v", err, readOnly())
 	}
-	if _, err := e.Expand(v.ID, 2*gib); err != nil || !readOnly() {
+	if _, err := e.Expand(t.Context(), v.ID, 2*gib); err != nil || !readOnly() {
 		t.Fatalf("expand: %v, read-only %v after it", err, readOnly())
 	}
 	fk.setOpen(name, 1)
-	if _, err := e.Activate(v.ID, false); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "read-only") {
+	if _, err := e.Activate(t.Context(), v.ID, false); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "read-only") {
 		t.Fatalf("read-write activation of an open read-only device: %v, want ErrInUse", err)
 	}
 	if !readOnly() || fk.count("reload_thin") != 0 {
 		t.Fatal("an open read-only device was reloaded")
 	}
 	fk.setOpen(name, 0)
-	a, err := e.ActivateDevice(v.ID, false)
+	a, err := e.ActivateDevice(t.Context(), v.ID, false)
 	if err != nil || a.Activated || readOnly() || fk.count("reload_thin") != 1 {
 		t.Fatalf("read-write activation of a closed read-only device: %+v %v, read-only %v", a, err, readOnly())
 	}
-	if _, err := e.Activate(v.ID, false); err != nil || fk.count("reload_thin") != 1 {
+	if _, err := e.Activate(t.Context(), v.ID, false); err != nil || fk.count("reload_thin") != 1 {
 		t.Fatalf("same mode again: %v, %d reloads", err, fk.count("reload_thin"))
 	}
 }
@@ -343,26 +343,26 @@ func TestActivationMode(t *testing.T) {
 func TestExpand(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
-	if _, err := e.Activate(v.ID, false); err != nil {
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	if _, err := e.Activate(t.Context(), v.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	g, err := e.Expand(v.ID, 2*gib+1)
+	g, err := e.Expand(t.Context(), v.ID, 2*gib+1)
 	if err != nil || g.SizeBytes != 2*gib+64*kib {
 		t.Fatalf("expand: %+v %v", g, err)
 	}
 	if ts, _ := fk.Table(e.dmName(v.ID)); ts[0].Length != g.SizeBytes/512 {
 		t.Fatalf("active device is %d sectors, want %d", ts[0].Length, g.SizeBytes/512)
 	}
-	if same, err := e.Expand(v.ID, gib); err != nil || same.SizeBytes != g.SizeBytes {
+	if same, err := e.Expand(t.Context(), v.ID, gib); err != nil || same.SizeBytes != g.SizeBytes {
 		t.Fatalf("shrink request: %+v %v", same, err)
 	}
 	e = restart(t, e, fk)
 	if got, _ := e.Get(v.ID); got.SizeBytes != g.SizeBytes {
 		t.Fatalf("size after restart %d", got.SizeBytes)
 	}
-	s, _ := e.CreateSnapshot("s", v.ID, nil)
-	if _, err := e.Expand(s.ID, 4*gib); !errors.Is(err, ErrInvalidArgument) {
+	s, _ := e.CreateSnapshot(t.Context(), "s", v.ID, nil)
+	if _, err := e.Expand(t.Context(), s.ID, 4*gib); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("expand of a snapshot: %v", err)
 	}
 }
@@ -370,26 +370,26 @@ func TestExpand(t *testing.T) {
 func TestCapacityRefusesPastBudgetAndReserve(t *testing.T) {
 	fk := newFakeKernel() // 1 GiB of data; budget 10 GiB
 	e := testEngine(t, fk)
-	if _, err := e.CreateVolume(CreateRequest{Name: "a", SizeBytes: 9 * gib}); err != nil {
+	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "a", SizeBytes: 9 * gib}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := e.Capacity()
 	if err != nil || c.BudgetBytes != 10*gib || c.PromisedBytes != 9*gib || c.AvailableBytes != gib {
 		t.Fatalf("capacity %+v %v", c, err)
 	}
-	if _, err := e.CreateVolume(CreateRequest{Name: "b", SizeBytes: gib + 64*kib}); !errors.Is(err, ErrOverBudget) || errors.Is(err, ErrNoSpace) {
+	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "b", SizeBytes: gib + 64*kib}); !errors.Is(err, ErrOverBudget) || errors.Is(err, ErrNoSpace) {
 		t.Fatalf("past the budget: %v", err)
 	}
-	if _, err := e.CreateVolume(CreateRequest{Name: "b", SizeBytes: gib}); err != nil {
+	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "b", SizeBytes: gib}); err != nil {
 		t.Fatalf("up to the budget: %v", err)
 	}
-	if err := e.Delete(mustByName(t, e, "b").ID); err != nil {
+	if err := e.Delete(t.Context(), mustByName(t, e, "b").ID); err != nil {
 		t.Fatal(err)
 	}
 	fk.mu.Lock()
 	fk.status.DataUsed = fk.status.DataTotal * 96 / 100
 	fk.mu.Unlock()
-	if _, err := e.CreateVolume(CreateRequest{Name: "c", SizeBytes: mib}); !errors.Is(err, ErrNoSpace) || errors.Is(err, ErrOverBudget) {
+	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "c", SizeBytes: mib}); !errors.Is(err, ErrNoSpace) || errors.Is(err, ErrOverBudget) {
 		t.Fatalf("data past the reserve: %v", err)
 	}
 	if c, _ := e.Capacity(); c.AvailableBytes != 0 {
@@ -398,7 +398,7 @@ func TestCapacityRefusesPastBudgetAndReserve(t *testing.T) {
 	fk.mu.Lock()
 	fk.status.DataUsed, fk.status.MetadataUsed = 0, fk.status.MetadataTotal*95/100
 	fk.mu.Unlock()
-	if _, err := e.CreateSnapshot("s", mustByName(t, e, "a").ID, nil); !errors.Is(err, ErrNoSpace) {
+	if _, err := e.CreateSnapshot(t.Context(), "s", mustByName(t, e, "a").ID, nil); !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("metadata past the reserve: %v", err)
 	}
 	checkAgreement(t, e, fk)
@@ -418,10 +418,10 @@ func TestListPagesAreStable(t *testing.T) {
 	e := testEngine(t, fk)
 	all := map[string]bool{}
 	for i := 0; i < 10; i++ {
-		v, _ := e.CreateVolume(CreateRequest{Name: fmt.Sprint(i), SizeBytes: mib})
+		v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: fmt.Sprint(i), SizeBytes: mib})
 		all[v.ID] = true
 	}
-	if _, err := e.CreateSnapshot("s", mustByName(t, e, "0").ID, nil); err != nil {
+	if _, err := e.CreateSnapshot(t.Context(), "s", mustByName(t, e, "0").ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
@@ -445,7 +445,7 @@ func TestListPagesAreStable(t *testing.T) {
 		// between pages shifts nothing.
 		for id := range all {
 			if !deleted[id] && len(deleted) < 2*(pages+1) {
-				if err := e.Delete(id); err != nil {
+				if err := e.Delete(t.Context(), id); err != nil {
 					t.Fatal(err)
 				}
 				deleted[id] = true
@@ -518,12 +518,12 @@ func TestRecoveryAfterCrashAtEachStep(t *testing.T) {
 		t.Run(fmt.Sprintf("%s step %d", c.op, c.step), func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			keep, _ := e.CreateVolume(CreateRequest{Name: "keep", SizeBytes: gib})
+			keep, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "keep", SizeBytes: gib})
 			var v *Volume
 			if c.op == "create" {
 				v = &Volume{ID: newID(KindVolume), Kind: KindVolume, Name: "x", SizeBytes: gib, State: stateCreating}
 			} else {
-				x, _ := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib})
+				x, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
 				d := *x
 				d.State = stateDeleting
 				v = &d
@@ -543,11 +543,11 @@ func TestRecoveryAfterCrashAtEachStep(t *testing.T) {
 			}
 			// The engine works on after recovery, and a retried create
 			// returns one volume.
-			r1, err := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib})
+			r1, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r2, _ := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib}); r2.ID != r1.ID {
+			if r2, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib}); r2.ID != r1.ID {
 				t.Fatalf("retried create gave %s, then %s", r1.ID, r2.ID)
 			}
 			checkAgreement(t, e, fk)
@@ -558,7 +558,7 @@ func TestRecoveryAfterCrashAtEachStep(t *testing.T) {
 func TestStartRefusesADatabaseOfAnotherPool(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	e.CreateVolume(CreateRequest{Name: "a", SizeBytes: gib})
+	e.CreateVolume(t.Context(), CreateRequest{Name: "a", SizeBytes: gib})
 	e.Close()
 	fk.txid = 7 // the pool has a history the database does not
 	s, err := openStore(e.cfg.dbPath())
@@ -582,28 +582,28 @@ func TestFailuresMidChange(t *testing.T) {
 		wantX bool
 	}{
 		{"create_thin fails", "create_thin", func(e *Engine) error {
-			_, err := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib})
+			_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
 			return err
 		}, false},
 		{"set_transaction_id fails after create_thin", "set_transaction_id", func(e *Engine) error {
-			_, err := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib})
+			_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
 			return err
 		}, false},
-		{"delete fails", "delete", func(e *Engine) error { return e.Delete(mustByName2(e, "x")) }, true},
-		{"set_transaction_id fails after delete", "set_transaction_id", func(e *Engine) error { return e.Delete(mustByName2(e, "x")) }, false},
+		{"delete fails", "delete", func(e *Engine) error { return e.Delete(t.Context(), mustByName2(e, "x")) }, true},
+		{"set_transaction_id fails after delete", "set_transaction_id", func(e *Engine) error { return e.Delete(t.Context(), mustByName2(e, "x")) }, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
 			if c.failOp == "delete" || c.name == "set_transaction_id fails after delete" {
-				e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib})
+				e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
 			}
 			fk.failNext(c.failOp, eio)
 			if err := c.run(e); !errors.Is(err, unix.EIO) {
 				t.Fatalf("got %v, want the kernel's EIO", err)
 			}
-			if _, err := e.CreateVolume(CreateRequest{Name: "y", SizeBytes: gib}); err != nil {
+			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "y", SizeBytes: gib}); err != nil {
 				t.Fatalf("the next change: %v", err)
 			}
 			if _, err := e.GetByName(KindVolume, "x"); (err == nil) != c.wantX {
@@ -640,17 +640,17 @@ func TestUnhealthyPoolRefusesChanges(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
+			v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
 			fk.mu.Lock()
 			c.set(&fk.status)
 			fk.mu.Unlock()
 			if err := e.Health(); !errors.Is(err, ErrUnhealthy) || PoolState(err) != c.state {
 				t.Fatalf("health: %v (state %s), want ErrUnhealthy in state %s", err, PoolState(err), c.state)
 			}
-			if _, err := e.CreateVolume(CreateRequest{Name: "w", SizeBytes: gib}); !errors.Is(err, ErrUnhealthy) {
+			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "w", SizeBytes: gib}); !errors.Is(err, ErrUnhealthy) {
 				t.Fatalf("create on an unhealthy pool: %v", err)
 			}
-			if err := e.Delete(v.ID); !errors.Is(err, ErrUnhealthy) {
+			if err := e.Delete(t.Context(), v.ID); !errors.Is(err, ErrUnhealthy) {
 				t.Fatalf("delete on an unhealthy pool: %v", err)
 			}
 			if _, err := e.Get(v.ID); err != nil {
@@ -667,11 +667,12 @@ func TestUnhealthyPoolRefusesChanges(t *testing.T) {
 // refuses what needs space (creates, snapshots, copies, expansions) with
 // ErrNoSpace; an engine that starts on it recovers as usual.
 func TestFullPoolTakesDeletesRefusesCreates(t *testing.T) {
+	ctx := t.Context()
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
-	w, _ := e.CreateVolume(CreateRequest{Name: "w", SizeBytes: gib})
-	s, _ := e.CreateSnapshot("s", v.ID, nil)
+	v, _ := e.CreateVolume(ctx, CreateRequest{Name: "v", SizeBytes: gib})
+	w, _ := e.CreateVolume(ctx, CreateRequest{Name: "w", SizeBytes: gib})
+	s, _ := e.CreateSnapshot(ctx, "s", v.ID, nil)
 	fk.mu.Lock()
 	fk.status.Mode, fk.status.DataUsed = dm.PoolModeOutOfDataSpace, fk.status.DataTotal
 	fk.mu.Unlock()
@@ -684,11 +685,11 @@ func TestFullPoolTakesDeletesRefusesCreates(t *testing.T) {
 		t.Fatalf("health of a full pool does not say what to do: %v", err)
 	}
 	refused := map[string]func() error{
-		"create":   func() error { _, err := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib}); return err },
-		"snapshot": func() error { _, err := e.CreateSnapshot("x", v.ID, nil); return err },
-		"restore":  func() error { _, err := e.CreateVolume(CreateRequest{Name: "r", SourceID: s.ID}); return err },
-		"clone":    func() error { _, err := e.CreateVolume(CreateRequest{Name: "c", SourceID: v.ID}); return err },
-		"expand":   func() error { _, err := e.Expand(v.ID, 2*gib); return err },
+		"create":   func() error { _, err := e.CreateVolume(ctx, CreateRequest{Name: "x", SizeBytes: gib}); return err },
+		"snapshot": func() error { _, err := e.CreateSnapshot(ctx, "x", v.ID, nil); return err },
+		"restore":  func() error { _, err := e.CreateVolume(ctx, CreateRequest{Name: "r", SourceID: s.ID}); return err },
+		"clone":    func() error { _, err := e.CreateVolume(ctx, CreateRequest{Name: "c", SourceID: v.ID}); return err },
+		"expand":   func() error { _, err := e.Expand(ctx, v.ID, 2*gib); return err },
 	}
 	for op, f := range refused {
 		if err := f(); !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "out of data space") {
@@ -705,7 +706,7 @@ func TestFullPoolTakesDeletesRefusesCreates(t *testing.T) {
 	// The engine restarts on the full pool and still takes deletes.
 	e = restart(t, e, fk)
 	for _, id := range []string{s.ID, w.ID} {
-		if err := e.Delete(id); err != nil {
+		if err := e.Delete(ctx, id); err != nil {
 			t.Fatalf("delete %s on a full pool: %v", id, err)
 		}
 		if _, err := e.Get(id); !errors.Is(err, ErrNotFound) {
@@ -721,8 +722,8 @@ func TestFullPoolTakesDeletesRefusesCreates(t *testing.T) {
 func TestStartResumesDevicesLeftSuspended(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
-	e.Activate(v.ID, false)
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	e.Activate(t.Context(), v.ID, false)
 	fk.Suspend(e.dmName(v.ID), dm.SuspendOptions{}) // as a crash mid-snapshot leaves it
 	e = restart(t, e, fk)
 	if info, _ := fk.Info(e.dmName(v.ID)); info.Suspended {
@@ -751,19 +752,19 @@ func TestConcurrentOperations(t *testing.T) {
 				var err error
 				switch r.Intn(4) {
 				case 0:
-					_, err = e.CreateVolume(CreateRequest{Name: name, SizeBytes: mib})
+					_, err = e.CreateVolume(t.Context(), CreateRequest{Name: name, SizeBytes: mib})
 				case 1:
 					if v, gerr := e.GetByName(KindVolume, name); gerr == nil {
-						_, err = e.CreateSnapshot(name, v.ID, nil)
+						_, err = e.CreateSnapshot(t.Context(), name, v.ID, nil)
 					}
 				case 2:
 					if s, gerr := e.GetByName(KindSnapshot, name); gerr == nil {
-						_, err = e.CreateVolume(CreateRequest{Name: name + "-r", SourceID: s.ID})
+						_, err = e.CreateVolume(t.Context(), CreateRequest{Name: name + "-r", SourceID: s.ID})
 					}
 				case 3:
 					kind := []Kind{KindVolume, KindSnapshot}[r.Intn(2)]
 					if v, gerr := e.GetByName(kind, name); gerr == nil {
-						err = e.Delete(v.ID)
+						err = e.Delete(t.Context(), v.ID)
 					}
 				}
 				// Racing callers may find a source or victim gone, or a
@@ -848,28 +849,6 @@ func TestMetadataSize(t *testing.T) {
 	}
 }
 
-func TestKeyLocks(t *testing.T) {
-	var k keyLocks
-	unlockA := k.lock("a")
-	// A different key is not blocked.
-	done := make(chan struct{})
-	go func() { k.lock("b", "c")(); close(done) }()
-	<-done
-	// The same key waits.
-	got := make(chan struct{})
-	go func() { k.lock("c", "a")(); close(got) }()
-	select {
-	case <-got:
-		t.Fatal("a second holder of key a did not wait")
-	default:
-	}
-	unlockA()
-	<-got
-	if len(k.locks) != 0 {
-		t.Fatalf("%d lock entries left after every holder released", len(k.locks))
-	}
-}
-
 func TestStorePath(t *testing.T) {
 	c := Config{StateDir: "/var/lib/csi-thin"}
 	if c.dbPath() != filepath.Join("/var/lib/csi-thin", "csi-thin.db") {
@@ -922,12 +901,12 @@ func TestCondition(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			v, err := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
+			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if tt.active {
-				if _, err := e.Activate(v.ID, false); err != nil {
+				if _, err := e.Activate(t.Context(), v.ID, false); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -981,17 +960,17 @@ func TestDeviceBytes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			v, err := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: gib})
+			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if tt.active {
-				if _, err := e.Activate(v.ID, false); err != nil {
+				if _, err := e.Activate(t.Context(), v.ID, false); err != nil {
 					t.Fatal(err)
 				}
 			}
 			if tt.expand != 0 {
-				if _, err := e.Expand(v.ID, tt.expand); err != nil {
+				if _, err := e.Expand(t.Context(), v.ID, tt.expand); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -1030,22 +1009,22 @@ func TestPromisedAfterRecoveryAtRunTime(t *testing.T) {
 		want   uint64 // promised bytes after the failure: "keep" and what of x is left
 	}{
 		// Recovery finishes the delete the caller saw fail.
-		{"set_transaction_id fails after delete", "set_transaction_id", func(e *Engine, x *Volume) error { return e.Delete(x.ID) }, gib},
+		{"set_transaction_id fails after delete", "set_transaction_id", func(e *Engine, x *Volume) error { return e.Delete(t.Context(), x.ID) }, gib},
 		// Recovery rolls the create back.
 		{"set_transaction_id fails after create", "set_transaction_id", func(e *Engine, _ *Volume) error {
-			_, err := e.CreateVolume(CreateRequest{Name: "y", SizeBytes: gib})
+			_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "y", SizeBytes: gib})
 			return err
 		}, 2 * gib},
-		{"delete fails", "delete", func(e *Engine, x *Volume) error { return e.Delete(x.ID) }, 2 * gib},
+		{"delete fails", "delete", func(e *Engine, x *Volume) error { return e.Delete(t.Context(), x.ID) }, 2 * gib},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			if _, err := e.CreateVolume(CreateRequest{Name: "keep", SizeBytes: gib}); err != nil {
+			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "keep", SizeBytes: gib}); err != nil {
 				t.Fatal(err)
 			}
-			x, err := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib})
+			x, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1054,7 +1033,7 @@ func TestPromisedAfterRecoveryAtRunTime(t *testing.T) {
 				t.Fatalf("got %v, want the kernel's EIO", err)
 			}
 			// The next change runs on the recovered pool.
-			if _, err := e.CreateVolume(CreateRequest{Name: "z", SizeBytes: gib}); err != nil {
+			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "z", SizeBytes: gib}); err != nil {
 				t.Fatal(err)
 			}
 			running, err := e.Capacity()
@@ -1078,21 +1057,21 @@ func TestPromisedAfterRecoveryAtRunTime(t *testing.T) {
 func TestDeleteOfAThinDeviceAlreadyGone(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	keep, _ := e.CreateVolume(CreateRequest{Name: "keep", SizeBytes: gib})
-	x, err := e.CreateVolume(CreateRequest{Name: "x", SizeBytes: gib})
+	keep, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "keep", SizeBytes: gib})
+	x, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := fk.DeleteThin("pool", x.ThinID); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Delete(x.ID); err != nil {
+	if err := e.Delete(t.Context(), x.ID); err != nil {
 		t.Fatalf("delete of a record whose thin device is gone: %v", err)
 	}
 	if _, err := e.Get(x.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("the record is still there: %v", err)
 	}
-	if err := e.Delete(x.ID); !errors.Is(err, ErrNotFound) {
+	if err := e.Delete(t.Context(), x.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a second delete: %v, want ErrNotFound", err)
 	}
 	if c, _ := e.Capacity(); c.PromisedBytes != keep.SizeBytes {
@@ -1114,20 +1093,20 @@ func TestDeleteOfAThinDeviceAlreadyGone(t *testing.T) {
 func TestRetryResumesASourceLeftSuspended(t *testing.T) {
 	eio := kerr("resume", "pool-vol", unix.EIO)
 	snapshot := func(e *Engine, srcID string) (string, error) {
-		v, err := e.CreateSnapshot("s", srcID, nil)
+		v, err := e.CreateSnapshot(t.Context(), "s", srcID, nil)
 		if err != nil {
 			return "", err
 		}
 		return v.ID, nil
 	}
 	clone := func(e *Engine, srcID string) (string, error) {
-		v, err := e.CreateVolume(CreateRequest{Name: "c", SourceID: srcID})
+		v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "c", SourceID: srcID})
 		if err != nil {
 			return "", err
 		}
 		return v.ID, nil
 	}
-	activate := func(e *Engine, srcID string) (string, error) { return e.Activate(srcID, false) }
+	activate := func(e *Engine, srcID string) (string, error) { return e.Activate(t.Context(), srcID, false) }
 	cases := []struct {
 		name         string
 		first, retry func(e *Engine, srcID string) (string, error)
@@ -1140,8 +1119,8 @@ func TestRetryResumesASourceLeftSuspended(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			src, _ := e.CreateVolume(CreateRequest{Name: "src", SizeBytes: gib})
-			if _, err := e.Activate(src.ID, false); err != nil {
+			src, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "src", SizeBytes: gib})
+			if _, err := e.Activate(t.Context(), src.ID, false); err != nil {
 				t.Fatal(err)
 			}
 			suspended := func() bool {
@@ -1195,17 +1174,17 @@ func TestSnapshotRefusedBeforeTheSourceIsSuspended(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			v, err := e.CreateVolume(CreateRequest{Name: "v", SizeBytes: mib})
+			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: mib})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.Activate(v.ID, false); err != nil {
+			if _, err := e.Activate(t.Context(), v.ID, false); err != nil {
 				t.Fatal(err)
 			}
 			fk.mu.Lock()
 			c.set(&fk.status)
 			fk.mu.Unlock()
-			if _, err := e.CreateSnapshot("s", v.ID, nil); !errors.Is(err, c.want) {
+			if _, err := e.CreateSnapshot(t.Context(), "s", v.ID, nil); !errors.Is(err, c.want) {
 				t.Fatalf("snapshot on a %s pool: %v, want %v", c.name, err, c.want)
 			}
 			if n := fk.count("suspend"); n != 0 {

@@ -83,22 +83,22 @@ func ekCheckFull(t testing.TB, e *thinpool.Engine, v, s *thinpool.Volume) {
 		f  func() error
 	}{
 		{"create", func() error {
-			_, err := e.CreateVolume(thinpool.CreateRequest{Name: "refused", SizeBytes: ekMiB})
+			_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "refused", SizeBytes: ekMiB})
 			return err
 		}},
-		{"snapshot", func() error { _, err := e.CreateSnapshot("refused", v.ID, nil); return err }},
+		{"snapshot", func() error { _, err := e.CreateSnapshot(t.Context(), "refused", v.ID, nil); return err }},
 		{"clone", func() error {
-			_, err := e.CreateVolume(thinpool.CreateRequest{Name: "refused-clone", SourceID: v.ID})
+			_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "refused-clone", SourceID: v.ID})
 			return err
 		}},
-		{"expand", func() error { _, err := e.Expand(v.ID, v.SizeBytes*2); return err }},
+		{"expand", func() error { _, err := e.Expand(t.Context(), v.ID, v.SizeBytes*2); return err }},
 	}
 	if s != nil {
 		refused = append(refused, struct {
 			op string
 			f  func() error
 		}{"restore", func() error {
-			_, err := e.CreateVolume(thinpool.CreateRequest{Name: "refused-restore", SourceID: s.ID})
+			_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "refused-restore", SourceID: s.ID})
 			return err
 		}})
 	}

@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -69,10 +70,14 @@ func (s *store) setGrowIntent(g *growIntent) error {
 // Grow grows a loopback pool to sizeBytes: the data file (and the
 // metadata file, when the larger pool wants more), the loop devices'
 // capacity, and the pool's table. Active volumes stay in use. It does
-// nothing when the pool is already that large.
-func (e *Engine) Grow(sizeBytes uint64) error {
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
+// nothing when the pool is already that large. ctx bounds only the wait
+// for the pool lock: once the grow is recorded, it runs to its end
+// whatever becomes of ctx.
+func (e *Engine) Grow(ctx context.Context, sizeBytes uint64) error {
+	if err := e.poolMu.lockCtx(ctx); err != nil {
+		return fmt.Errorf("grow pool %s: %w", e.pool, waitPoolErr(err))
+	}
+	defer e.poolMu.unlock()
 	b := e.backing
 	if b == nil || !b.loop {
 		return invalidf("only a loopback pool grows in place; grow a block device pool's data device instead: csi-thin takes up its size at start and at the pool's next low water event")

@@ -30,7 +30,7 @@ func TestEngineGrowAfterFailedRefresh(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := e.Grow(128 * ekMiB); err != nil {
+	if err := e.Grow(t.Context(), 128*ekMiB); err != nil {
 		t.Fatalf("grow after a failed loop capacity refresh: %v", err)
 	}
 	ekCheckPoolSize(t, ctl, e, cfg, 128*ekMiB, 134*ekMiB)

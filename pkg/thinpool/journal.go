@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -58,9 +59,16 @@ type change struct {
 // id is the commit point: recovery completes a change the pool reached
 // and rolls back one it did not. Completion is recorded lazily, in the
 // next intent's commit, so a change costs one durable commit.
-func (e *Engine) journaled(c change) error {
-	e.poolMu.Lock()
-	defer e.poolMu.Unlock()
+//
+// ctx bounds the wait for the pool lock only. A change whose ctx ends
+// first returns ctx's error, wrapped, and has changed nothing; once the
+// intent is written, the change runs to its end or its rollback whatever
+// becomes of ctx, as the journal has it.
+func (e *Engine) journaled(ctx context.Context, c change) error {
+	if err := e.poolMu.lockCtx(ctx); err != nil {
+		return waitPoolErr(err)
+	}
+	defer e.poolMu.unlock()
 	recovering := e.dirty
 	st, err := e.usableLocked()
 	if err != nil {
@@ -123,6 +131,12 @@ func (e *Engine) journaled(c change) error {
 	}
 	klog.V(2).InfoS("Pool change committed", "id", v.ID, "name", v.Name, "thinID", v.ThinID, "state", v.State, "transaction", tx)
 	return late
+}
+
+// waitPoolErr is what a request gets that stopped waiting for the pool
+// lock: its context's error, which errors.Is still finds.
+func waitPoolErr(err error) error {
+	return fmt.Errorf("wait for the pool's change in flight: %w", err)
 }
 
 // abandonLocked ends a change whose transaction id the pool may or may

@@ -2,6 +2,7 @@ package thinpool
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -110,7 +111,7 @@ func openPool(ctl *dm.Control, s *store, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	if b.loop && cfg.PoolSizeBytes > b.dataBytes {
-		if err := e.Grow(cfg.PoolSizeBytes); err != nil {
+		if err := e.Grow(context.Background(), cfg.PoolSizeBytes); err != nil {
 			return nil, fmt.Errorf("grow the pool to the configured %d bytes: %w", cfg.PoolSizeBytes, err)
 		}
 	}

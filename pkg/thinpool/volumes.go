@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -49,8 +50,11 @@ func (e *Engine) roundUp(size uint64) (uint64, error) {
 // CreateVolume creates a blank volume, or a copy of a snapshot or volume
 // that is instant and independent of its source. The same name with the
 // same size and source returns the volume created before; with a
-// different size or source it fails with ErrExists.
-func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
+// different size or source it fails with ErrExists. ctx bounds only the
+// waits for the locks of the name, the source and the pool: once the
+// change has begun, it runs to its end or its rollback whatever becomes
+// of ctx.
+func (e *Engine) CreateVolume(ctx context.Context, req CreateRequest) (*Volume, error) {
 	if err := validName(req.Name); err != nil {
 		return nil, err
 	}
@@ -58,7 +62,11 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 	if req.SourceID != "" {
 		keys = append(keys, lockID(req.SourceID))
 	}
-	defer e.locks.lock(keys...)()
+	unlock, err := e.locks.lock(ctx, keys...)
+	if err != nil {
+		return nil, fmt.Errorf("create volume %q: %w", req.Name, err)
+	}
+	defer unlock()
 
 	var src *Volume
 	if req.SourceID != "" {
@@ -111,10 +119,10 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 		done:   func(v *Volume) { e.promised.Add(v.SizeBytes) },
 	}
 	if src == nil {
-		err = e.journaled(c)
+		err = e.journaled(ctx, c)
 	} else {
 		c.points = fpSnapshot
-		err = e.journaledCopy(c, src, nil)
+		err = e.journaledCopy(ctx, c, src, nil)
 	}
 	var taken *nameTakenError
 	if errors.As(err, &taken) {
@@ -129,12 +137,18 @@ func (e *Engine) CreateVolume(req CreateRequest) (*Volume, error) {
 
 // CreateSnapshot takes a snapshot of a volume, active or not. The same
 // name from the same volume returns the snapshot taken before; from
-// another volume it fails with ErrExists.
-func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string) (*Volume, error) {
+// another volume it fails with ErrExists. ctx bounds only the waits for
+// the locks of the name, the volume and the pool: once the change has
+// begun, it runs to its end or its rollback whatever becomes of ctx.
+func (e *Engine) CreateSnapshot(ctx context.Context, name, sourceID string, params map[string]string) (*Volume, error) {
 	if err := validName(name); err != nil {
 		return nil, err
 	}
-	defer e.locks.lock(lockName(KindSnapshot, name), lockID(sourceID))()
+	unlock, err := e.locks.lock(ctx, lockName(KindSnapshot, name), lockID(sourceID))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %q of %s: %w", name, sourceID, err)
+	}
+	defer unlock()
 	// existing answers a request for a name that is taken.
 	existing := func(v *Volume) (*Volume, error) {
 		if v.SourceID != sourceID {
@@ -161,7 +175,7 @@ func (e *Engine) CreateSnapshot(name, sourceID string, params map[string]string)
 		ID: newID(KindSnapshot), Kind: KindSnapshot, Name: name, SizeBytes: src.SizeBytes, SourceID: sourceID,
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond), Parameters: maps.Clone(params), State: stateCreating,
 	}
-	err = e.journaledCopy(change{
+	err = e.journaledCopy(ctx, change{
 		points: fpSnapshot,
 		record: v,
 		check:  func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, v.SizeBytes) },
@@ -211,8 +225,9 @@ func (e *Engine) freezeSource(src *Volume, suspended interface{ Hit() }) (thaw f
 // journaledCopy runs c, whose pool change is the create_snap of src, with
 // an active src frozen from before the change to after it. A source that
 // will not resume is reported after the change is committed: the copy
-// exists, and a retry resumes the source.
-func (e *Engine) journaledCopy(c change, src *Volume, suspended interface{ Hit() }) error {
+// exists, and a retry resumes the source. A change whose ctx ends while it
+// waits for the pool lock resumes the source and changes nothing.
+func (e *Engine) journaledCopy(ctx context.Context, c change, src *Volume, suspended interface{ Hit() }) error {
 	thaw, err := e.freezeSource(src, suspended)
 	if err != nil {
 		return err
@@ -224,7 +239,7 @@ func (e *Engine) journaledCopy(c change, src *Volume, suspended interface{ Hit()
 		}
 		return nil, err
 	}
-	err = e.journaled(c)
+	err = e.journaled(ctx, c)
 	if thaw == nil {
 		return err
 	}
@@ -263,9 +278,15 @@ func (e *Engine) resumeLeftSuspended(id string) error {
 // they share blocks with it, not depend on it. A device left active with
 // nothing holding it open (a stage that failed, a node plugin that lost
 // track) is deactivated first; one that is open is refused with ErrInUse,
-// which names the holder. An unknown id gives ErrNotFound.
-func (e *Engine) Delete(id string) error {
-	defer e.locks.lock(lockID(id))()
+// which names the holder. An unknown id gives ErrNotFound. ctx bounds only
+// the waits for the locks of the id and the pool: once the change has
+// begun, it runs to its end or its rollback whatever becomes of ctx.
+func (e *Engine) Delete(ctx context.Context, id string) error {
+	unlock, err := e.locks.lock(ctx, lockID(id))
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	defer unlock()
 	v, err := e.Get(id)
 	if err != nil {
 		return err
@@ -275,7 +296,7 @@ func (e *Engine) Delete(id string) error {
 	}
 	d := *v
 	d.State = stateDeleting
-	err = e.journaled(change{
+	err = e.journaled(ctx, change{
 		points: fpDelete,
 		record: &d,
 		apply:  func(v *Volume) (error, error) { return nil, e.deleteThin(v) },
@@ -304,9 +325,15 @@ func (e *Engine) deleteThin(v *Volume) error {
 // size) and returns it. An active volume's device grows at once; its
 // filesystem is the caller's. Asking for less than the volume has changes
 // nothing, except that an active device smaller than the record, left by
-// a crash mid-expand, grows to it.
-func (e *Engine) Expand(id string, sizeBytes uint64) (*Volume, error) {
-	defer e.locks.lock(lockID(id))()
+// a crash mid-expand, grows to it. ctx bounds only the waits for the
+// locks of the id and the pool: once the larger size is recorded, the
+// device grows whatever becomes of ctx.
+func (e *Engine) Expand(ctx context.Context, id string, sizeBytes uint64) (*Volume, error) {
+	unlock, err := e.locks.lock(ctx, lockID(id))
+	if err != nil {
+		return nil, fmt.Errorf("expand %s: %w", id, err)
+	}
+	defer unlock()
 	v, err := e.Get(id)
 	if err != nil {
 		return nil, err
@@ -332,7 +359,9 @@ func (e *Engine) Expand(id string, sizeBytes uint64) (*Volume, error) {
 	// The pool's metadata does not hold a thin device's size, so this is
 	// not journaled: the record is written first, and activation and
 	// Activate of an active device follow the record.
-	e.poolMu.Lock()
+	if err := e.poolMu.lockCtx(ctx); err != nil {
+		return nil, fmt.Errorf("expand %s: %w", id, waitPoolErr(err))
+	}
 	st, err := e.usableLocked() // an unhealthy pool takes no changes
 	if err == nil {
 		err = e.checkCapacityLocked(st, size-v.SizeBytes)
@@ -343,7 +372,7 @@ func (e *Engine) Expand(id string, sizeBytes uint64) (*Volume, error) {
 	if err == nil {
 		e.promised.Add(size - v.SizeBytes)
 	}
-	e.poolMu.Unlock()
+	e.poolMu.unlock()
 	if err != nil {
 		return nil, fmt.Errorf("expand %s: %w", id, err)
 	}
