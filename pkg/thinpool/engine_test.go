@@ -732,8 +732,9 @@ func TestStartResumesDevicesLeftSuspended(t *testing.T) {
 }
 
 // TestConcurrentOperations runs 200 goroutines creating, snapshotting,
-// restoring and deleting over 50 names at once; afterwards the records
-// and the pool agree, and no name has two volumes.
+// restoring and deleting over 50 names at once, while others read the
+// pool's capacity, usage and health, which take no lock; afterwards the
+// records and the pool agree, and no name has two volumes.
 func TestConcurrentOperations(t *testing.T) {
 	fk := newFakeKernel()
 	fk.status.DataTotal = 1 << 24 // room for everything
@@ -742,6 +743,22 @@ func TestConcurrentOperations(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	unexpected := []error{}
+	var readers sync.WaitGroup
+	for range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for range 200 {
+				_, cErr := e.Capacity()
+				_, uErr := e.Usage()
+				if err := errors.Join(cErr, uErr, e.Health()); err != nil {
+					mu.Lock()
+					unexpected = append(unexpected, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(seed int64) {
@@ -779,6 +796,7 @@ func TestConcurrentOperations(t *testing.T) {
 		}(int64(w))
 	}
 	wg.Wait()
+	readers.Wait()
 	for _, err := range unexpected {
 		t.Error(err)
 	}

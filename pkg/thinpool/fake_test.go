@@ -21,7 +21,29 @@ type fakeKernel struct {
 	status  dm.PoolStatus // mode and usage the pool reports
 	failOps map[string]error
 	calls   map[string]int
+	// holdSuspend, when set, holds every Suspend until it opens, before
+	// the device is suspended: a suspend whose flush takes that long.
+	holdSuspend *gate
 }
+
+// gate holds the calls that reach it until the test opens it, and tells
+// the test when the first one arrived: it shows an order without timing.
+type gate struct {
+	once    sync.Once
+	entered chan struct{} // closed when the first call arrives
+	opened  chan struct{} // closed by open
+}
+
+func newGate() *gate { return &gate{entered: make(chan struct{}), opened: make(chan struct{})} }
+
+// pass is where a call waits until the gate opens.
+func (g *gate) pass() {
+	g.once.Do(func() { close(g.entered) })
+	<-g.opened
+}
+
+// open lets every call through, those held and those to come.
+func (g *gate) open() { close(g.opened) }
 
 type fakeDev struct {
 	dev       dm.Dev
@@ -203,6 +225,12 @@ func (f *fakeKernel) Table(name string) ([]dm.Target, error) {
 }
 
 func (f *fakeKernel) Suspend(name string, _ dm.SuspendOptions) error {
+	f.mu.Lock()
+	hold := f.holdSuspend
+	f.mu.Unlock()
+	if hold != nil {
+		hold.pass() // without f.mu: the rest of the kernel answers meanwhile
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d := f.devs[name]

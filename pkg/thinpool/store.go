@@ -37,6 +37,10 @@ type store struct {
 	db      *bolt.DB
 	path    string
 	commits atomic.Int64 // durable write transactions, for metrics and tests
+	// inIntent, set only by tests before the store is used, is called
+	// inside the durable commit of each intent, before bbolt writes and
+	// fsyncs it: a test holds a change there, with the pool lock taken.
+	inIntent func(v *Volume)
 }
 
 // update runs fn in one durable write transaction.
@@ -199,7 +203,13 @@ func (s *store) writeIntent(committed uint64, v *Volume) error {
 		if err := putTx(tx, v); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyPending, []byte(v.ID))
+		if err := tx.Bucket(bucketMeta).Put(keyPending, []byte(v.ID)); err != nil {
+			return err
+		}
+		if s.inIntent != nil {
+			s.inIntent(v)
+		}
+		return nil
 	})
 }
 
