@@ -14,12 +14,12 @@ import (
 type Server struct {
 	csi.UnimplementedControllerServer
 
-	engine *thinpool.Engine
+	engine thinpool.Pool
 	nodeID string
 }
 
 // New returns the controller service of the node nodeID over engine.
-func New(engine *thinpool.Engine, nodeID string) *Server {
+func New(engine thinpool.Pool, nodeID string) *Server {
 	return &Server{engine: engine, nodeID: nodeID}
 }
 

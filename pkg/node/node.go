@@ -22,7 +22,7 @@ import (
 
 // Options configure a node server.
 type Options struct {
-	Engine     *thinpool.Engine
+	Engine     thinpool.Pool
 	NodeID     string
 	MaxVolumes int64                     // NodeGetInfo max_volumes_per_node; 0 = unset
 	Mounter    *mount.SafeFormatAndMount // nil: mount.New("") with exec.New()
@@ -32,7 +32,7 @@ type Options struct {
 type Server struct {
 	csi.UnimplementedNodeServer
 
-	engine     *thinpool.Engine
+	engine     thinpool.Pool
 	nodeID     string
 	maxVolumes int64
 	mounter    *mount.SafeFormatAndMount
