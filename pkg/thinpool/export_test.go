@@ -17,3 +17,14 @@ func WithoutArmPoll(t testing.TB) {
 	}
 	t.Cleanup(func() { openEventWaiter = old })
 }
+
+// NewTestEngine is an engine over the unit tests' fake kernel, closed
+// when t ends, and what makes its volume id's active device held open.
+func NewTestEngine(t *testing.T) (e *Engine, hold func(id string) (release func())) {
+	fk := newFakeKernel()
+	e = testEngine(t, fk)
+	return e, func(id string) func() {
+		fk.setOpen(e.dmName(id), 1)
+		return func() { fk.setOpen(e.dmName(id), 0) }
+	}
+}
