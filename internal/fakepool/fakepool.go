@@ -240,22 +240,21 @@ func (p *Pool) CreateVolume(ctx context.Context, req thinpool.CreateRequest) (*t
 	if err := validName(req.Name); err != nil {
 		return nil, err
 	}
-	var src *thinpool.Volume
+	var srcBytes uint64
 	if req.SourceID != "" {
-		if src = p.records[req.SourceID]; src == nil {
+		src := p.records[req.SourceID]
+		switch {
+		case src == nil:
 			return nil, fmt.Errorf("source %s: %w: no volume or snapshot has id %q", req.SourceID, thinpool.ErrNotFound, req.SourceID)
+		case req.SourceKind != "" && src.Kind != req.SourceKind:
+			return nil, fmt.Errorf("%w: no %s has id %q: it is a %s's id; pass a %s id", thinpool.ErrNotFound, req.SourceKind, src.ID, src.Kind, req.SourceKind)
 		}
-		if req.SizeBytes == 0 {
-			req.SizeBytes = src.SizeBytes
-		}
-		if req.SizeBytes < src.SizeBytes {
-			return nil, fmt.Errorf("%w: a copy of %s must be at least its %d bytes, not %d", thinpool.ErrInvalidArgument, src.ID, src.SizeBytes, req.SizeBytes)
-		}
+		srcBytes = src.SizeBytes
 	}
-	if req.SizeBytes == 0 {
-		return nil, fmt.Errorf("%w: volume %q needs a size", thinpool.ErrInvalidArgument, req.Name)
+	size, err := thinpool.VolumeSize(req, srcBytes, p.block)
+	if err != nil {
+		return nil, err
 	}
-	size := thinpool.RoundUp(req.SizeBytes, p.block)
 	if v := p.byName(thinpool.KindVolume, req.Name); v != nil {
 		if v.SizeBytes != size || v.SourceID != req.SourceID {
 			return nil, fmt.Errorf("%w: volume %q is %d bytes from %q, not %d bytes from %q",

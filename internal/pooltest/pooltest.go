@@ -64,11 +64,11 @@ func createVolume(t *testing.T, h Harness) {
 	p := h.New(t)
 	ctx := t.Context()
 	block := p.BlockSizeBytes()
-	v := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", SizeBytes: gib + 1, Parameters: map[string]string{"k": "v"}}))
+	v := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", RequiredBytes: gib + 1, Parameters: map[string]string{"k": "v"}}))
 	if v.Kind != thinpool.KindVolume || v.Name != "a" || v.SizeBytes != thinpool.RoundUp(gib+1, block) {
 		t.Errorf("created %+v, want volume a of %d bytes", v, thinpool.RoundUp(gib+1, block))
 	}
-	again := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", SizeBytes: gib + 1, Parameters: map[string]string{"k": "v"}}))
+	again := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", RequiredBytes: gib + 1, Parameters: map[string]string{"k": "v"}}))
 	if again.ID != v.ID {
 		t.Errorf("the same request again made %s, want %s", again.ID, v.ID)
 	}
@@ -81,25 +81,33 @@ func createVolume(t *testing.T, h Harness) {
 
 	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "b", SourceID: "vol-missing"})
 	wantErr(t, "a missing source", err, thinpool.ErrNotFound)
-	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "c", SizeBytes: block, SourceID: snap.ID})
-	wantErr(t, "a copy smaller than its source", err, thinpool.ErrInvalidArgument)
+	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "c", RequiredBytes: block, LimitBytes: block, SourceID: snap.ID})
+	wantErr(t, "a copy whose limit is below its source", err, thinpool.ErrOutOfRange)
+	if c := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "c", RequiredBytes: block, SourceID: snap.ID})); c.SizeBytes != snap.SizeBytes {
+		t.Errorf("a copy asked smaller than its source is %d bytes, want the source's %d", c.SizeBytes, snap.SizeBytes)
+	}
+	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "c2", SourceID: v.ID, SourceKind: thinpool.KindSnapshot})
+	wantErr(t, "a volume's id as a snapshot", err, thinpool.ErrNotFound)
 	restore := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "d", SourceID: snap.ID}))
 	if restore.SizeBytes != snap.SizeBytes || restore.SourceID != snap.ID {
 		t.Errorf("restore %+v, want %d bytes from %s", restore, snap.SizeBytes, snap.ID)
 	}
-	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "", SizeBytes: gib})
+	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "", RequiredBytes: gib})
 	wantErr(t, "no name", err, thinpool.ErrInvalidArgument)
-	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "e"})
-	wantErr(t, "no size", err, thinpool.ErrInvalidArgument)
-	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "f", SizeBytes: 1 << 50})
+	if e := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "e"})); e.SizeBytes != gib {
+		t.Errorf("a blank volume asked no size is %d bytes, want 1 GiB", e.SizeBytes)
+	}
+	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "e2", RequiredBytes: 2 * gib, LimitBytes: gib})
+	wantErr(t, "a limit below the required size", err, thinpool.ErrOutOfRange)
+	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "f", RequiredBytes: 1 << 50})
 	wantErr(t, "more than the budget", err, thinpool.ErrOverBudget)
 }
 
 func createSnapshot(t *testing.T, h Harness) {
 	p := h.New(t)
 	ctx := t.Context()
-	v := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", SizeBytes: gib}))
-	w := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "b", SizeBytes: gib}))
+	v := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", RequiredBytes: gib}))
+	w := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "b", RequiredBytes: gib}))
 	s := vol(t)(p.CreateSnapshot(ctx, "s", v.ID, map[string]string{"k": "v"}))
 	if s.Kind != thinpool.KindSnapshot || s.SourceID != v.ID || s.SizeBytes != v.SizeBytes {
 		t.Errorf("snapshot %+v, want one of %s with its size", s, v.ID)
@@ -113,7 +121,7 @@ func createSnapshot(t *testing.T, h Harness) {
 	wantErr(t, "a snapshot of a snapshot", err, thinpool.ErrInvalidArgument)
 	_, err = p.CreateSnapshot(ctx, "u", "vol-missing", nil)
 	wantErr(t, "a missing volume", err, thinpool.ErrNotFound)
-	if named := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "s", SizeBytes: gib})); named.ID == s.ID {
+	if named := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "s", RequiredBytes: gib})); named.ID == s.ID {
 		t.Error("a volume and a snapshot share a name's record: their names are separate")
 	}
 }
@@ -121,7 +129,7 @@ func createSnapshot(t *testing.T, h Harness) {
 func deleteRecord(t *testing.T, h Harness) {
 	p := h.New(t)
 	ctx := t.Context()
-	v := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", SizeBytes: gib}))
+	v := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", RequiredBytes: gib}))
 	s := vol(t)(p.CreateSnapshot(ctx, "s", v.ID, nil))
 	if err := p.Delete(ctx, v.ID); err != nil {
 		t.Fatalf("delete a volume with a snapshot: %v", err)
@@ -133,7 +141,7 @@ func deleteRecord(t *testing.T, h Harness) {
 		t.Errorf("the snapshot of a deleted volume: %v", err)
 	}
 
-	w := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "b", SizeBytes: gib}))
+	w := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "b", RequiredBytes: gib}))
 	act(t)(p.ActivateDevice(ctx, w.ID, false))
 	release := h.Hold(t, p, w.ID)
 	wantErr(t, "Delete of a held device", p.Delete(ctx, w.ID), thinpool.ErrInUse)
@@ -148,7 +156,7 @@ func deleteRecord(t *testing.T, h Harness) {
 func activation(t *testing.T, h Harness) {
 	p := h.New(t)
 	ctx := t.Context()
-	v := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", SizeBytes: gib}))
+	v := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", RequiredBytes: gib}))
 	s := vol(t)(p.CreateSnapshot(ctx, "s", v.ID, nil))
 
 	if err := p.Condition(v.ID); err != nil {
@@ -206,7 +214,7 @@ func activation(t *testing.T, h Harness) {
 func expand(t *testing.T, h Harness) {
 	p := h.New(t)
 	ctx := t.Context()
-	v := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", SizeBytes: gib}))
+	v := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", RequiredBytes: gib}))
 	s := vol(t)(p.CreateSnapshot(ctx, "s", v.ID, nil))
 	act(t)(p.ActivateDevice(ctx, v.ID, false))
 	grown := vol(t)(p.Expand(ctx, v.ID, 2*gib+1))
@@ -231,7 +239,7 @@ func list(t *testing.T, h Harness) {
 	ctx := t.Context()
 	var ids []string
 	for _, name := range []string{"a", "b", "c"} {
-		ids = append(ids, vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: name, SizeBytes: gib})).ID)
+		ids = append(ids, vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: name, RequiredBytes: gib})).ID)
 	}
 	vol(t)(p.CreateSnapshot(ctx, "s", ids[0], nil))
 	seen := map[string]bool{}
@@ -273,12 +281,12 @@ func list(t *testing.T, h Harness) {
 
 func endedContext(t *testing.T, h Harness) {
 	p := h.New(t)
-	v := vol(t)(p.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "a", SizeBytes: gib}))
+	v := vol(t)(p.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "a", RequiredBytes: gib}))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	calls := map[string]error{
 		"CreateVolume": func() error {
-			_, err := p.CreateVolume(ctx, thinpool.CreateRequest{Name: "b", SizeBytes: gib})
+			_, err := p.CreateVolume(ctx, thinpool.CreateRequest{Name: "b", RequiredBytes: gib})
 			return err
 		}(),
 		"CreateSnapshot": func() error { _, err := p.CreateSnapshot(ctx, "s", v.ID, nil); return err }(),

@@ -118,9 +118,12 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, fmt.Errorf("look up volume %q: %w", name, err)
 	}
 
-	var minBytes uint64
+	required, limit, err := capacityRange(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
 	if a.sourceID != "" {
-		src, err := s.get(a.sourceID, a.sourceKind)
+		_, err := s.get(a.sourceID, a.sourceKind)
 		if errors.Is(err, thinpool.ErrNotFound) {
 			// Asked for this node's topology, the answer is the spec's
 			// "unable to provision in accessible_topology": the source may
@@ -136,16 +139,11 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		if err != nil {
 			return nil, fmt.Errorf("volume %q from %s %s: %w", name, a.sourceKind, a.sourceID, err)
 		}
-		minBytes = src.SizeBytes
 	}
-	size, err := volumeSize(req.GetCapacityRange(), minBytes, fsMin{a.fsMinBytes, a.fsType}, s.engine.BlockSizeBytes())
-	if err != nil {
-		return nil, err
-	}
-	klog.V(4).InfoS("CreateVolume", "name", name, "requiredBytes", req.GetCapacityRange().GetRequiredBytes(),
-		"limitBytes", req.GetCapacityRange().GetLimitBytes(), "bytes", size, "source", a.sourceID)
+	klog.V(4).InfoS("CreateVolume", "name", name, "requiredBytes", required, "limitBytes", limit, "source", a.sourceID)
 	v, err := s.engine.CreateVolume(ctx, thinpool.CreateRequest{
-		Name: name, SizeBytes: size, SourceID: a.sourceID, Parameters: a.volumeContext,
+		Name: name, RequiredBytes: required, LimitBytes: limit, SourceID: a.sourceID, SourceKind: a.sourceKind,
+		Parameters: a.volumeContext, FSMinBytes: a.fsMinBytes, FSType: a.fsType,
 	})
 	if err != nil {
 		return nil, err

@@ -50,6 +50,8 @@ func Code(err error) codes.Code {
 		return codes.NotFound
 	case errors.Is(err, thinpool.ErrExists):
 		return codes.AlreadyExists
+	case errors.Is(err, thinpool.ErrOutOfRange):
+		return codes.OutOfRange
 	case errors.Is(err, thinpool.ErrNoSpace), errors.Is(err, thinpool.ErrOverBudget):
 		return codes.ResourceExhausted
 	case errors.Is(err, thinpool.ErrInvalidToken):

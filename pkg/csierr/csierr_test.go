@@ -14,6 +14,12 @@ import (
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
+// outOfRange is the engine's error for a range that holds no size.
+func outOfRange() error {
+	_, err := thinpool.VolumeSize(thinpool.CreateRequest{RequiredBytes: 2 << 20, LimitBytes: 1 << 20}, 0, 64<<10)
+	return err
+}
+
 func TestStatus(t *testing.T) {
 	cases := []struct {
 		err  error
@@ -24,6 +30,8 @@ func TestStatus(t *testing.T) {
 		{thinpool.ErrNoSpace, codes.ResourceExhausted},
 		{thinpool.ErrOverBudget, codes.ResourceExhausted},
 		{thinpool.ErrInvalidArgument, codes.InvalidArgument},
+		{fmt.Errorf("size: %w", thinpool.ErrOutOfRange), codes.OutOfRange},
+		{outOfRange(), codes.OutOfRange},
 		{thinpool.ErrInvalidToken, codes.Aborted},
 		{thinpool.ErrInUse, codes.FailedPrecondition},
 		{thinpool.ErrUnhealthy, codes.Unavailable},

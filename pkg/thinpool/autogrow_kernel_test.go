@@ -348,7 +348,7 @@ func TestEngineAutoGrowMetadata(t *testing.T) {
 	}
 	n := 0
 	for ; n < 3000 && (e.GrowStats().Grows["auto"] == 0 || n%100 != 0); n++ {
-		if _, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: fmt.Sprintf("m%d", n), SizeBytes: thinpool.DefaultBlockSizeBytes}); err != nil {
+		if _, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: fmt.Sprintf("m%d", n), RequiredBytes: thinpool.DefaultBlockSizeBytes}); err != nil {
 			st := ekStatus(t, ctl, cfg.PoolName)
 			t.Fatalf("create %d: %v (pool status %+v, grow stats %+v)", n, err, st, e.GrowStats())
 		}

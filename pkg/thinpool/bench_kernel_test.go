@@ -41,7 +41,7 @@ func ekBenchPopulate(b *testing.B, n int) *ekBenchPool {
 	p := &ekBenchPool{e: ekOpen(b, cfg)}
 	start := time.Now()
 	for i := range n {
-		v, err := p.e.CreateVolume(b.Context(), thinpool.CreateRequest{Name: fmt.Sprintf("pop-%05d", i), SizeBytes: ekMiB})
+		v, err := p.e.CreateVolume(b.Context(), thinpool.CreateRequest{Name: fmt.Sprintf("pop-%05d", i), RequiredBytes: ekMiB})
 		if err != nil {
 			b.Fatalf("populate: volume %d of %d: %v", i, n, err)
 		}
@@ -87,7 +87,7 @@ func BenchmarkEngine(b *testing.B) {
 func ekBenchCreate(b *testing.B, p *ekBenchPool) {
 	b.ResetTimer()
 	for range b.N {
-		v, err := p.e.CreateVolume(b.Context(), thinpool.CreateRequest{Name: p.name("create"), SizeBytes: ekMiB})
+		v, err := p.e.CreateVolume(b.Context(), thinpool.CreateRequest{Name: p.name("create"), RequiredBytes: ekMiB})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func ekBenchDelete(b *testing.B, p *ekBenchPool) {
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		v, err := p.e.CreateVolume(b.Context(), thinpool.CreateRequest{Name: p.name("delete"), SizeBytes: ekMiB})
+		v, err := p.e.CreateVolume(b.Context(), thinpool.CreateRequest{Name: p.name("delete"), RequiredBytes: ekMiB})
 		if err != nil {
 			b.Fatal(err)
 		}

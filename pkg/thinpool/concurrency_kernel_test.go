@@ -37,7 +37,7 @@ func TestEngineConcurrentOperations(t *testing.T) {
 				var err error
 				switch r.Intn(4) {
 				case 0:
-					_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: name, SizeBytes: 1 << 20})
+					_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: name, RequiredBytes: 1 << 20})
 				case 1:
 					if v, gerr := e.GetByName(thinpool.KindVolume, name); gerr == nil {
 						_, err = e.CreateSnapshot(t.Context(), name, v.ID, nil)

@@ -61,7 +61,7 @@ func TestCrashAutoGrowChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	v, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "v", SizeBytes: cagMaxBytes})
+	v, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "v", RequiredBytes: cagMaxBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestCrashAutoGrowChild(t *testing.T) {
 	if r := agWrite(node, cagSynced, 7); r.err != nil {
 		t.Fatal(r.err)
 	}
-	w, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "w", SizeBytes: 64 * ekMiB})
+	w, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "w", RequiredBytes: 64 * ekMiB})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -238,7 +238,7 @@ func (w *crashWorkload) do(op crashOp) (*thinpool.Volume, error) {
 	var err error
 	switch op {
 	case crashCreate:
-		w.v, err = e.CreateVolume(context.Background(), thinpool.CreateRequest{Name: vName, SizeBytes: crashVolBytes})
+		w.v, err = e.CreateVolume(context.Background(), thinpool.CreateRequest{Name: vName, RequiredBytes: crashVolBytes})
 		return w.v, err
 	case crashWrite:
 		return nil, crashWriteVolume(e, w.v.ID, 0, crashPattern('A', w.run, crashPatternSize))
@@ -920,7 +920,7 @@ func (s *crashSeries) retry(fail func(string, ...any), e *thinpool.Engine, run i
 		gone(crashDeleteOrigin, crashCreate, thinpool.KindVolume, vName)
 	case prog.began(crashCreate):
 		v = converge(crashCreate, thinpool.KindVolume, vName, func() (*thinpool.Volume, error) {
-			return e.CreateVolume(context.Background(), thinpool.CreateRequest{Name: vName, SizeBytes: crashVolBytes})
+			return e.CreateVolume(context.Background(), thinpool.CreateRequest{Name: vName, RequiredBytes: crashVolBytes})
 		})
 	default:
 		if got := byName(thinpool.KindVolume, vName); got != nil {

@@ -226,7 +226,7 @@ func ekPoolTable(t testing.TB, ctl *dm.Control, pool string) (dm.PoolTable, uint
 
 func ekCreate(t testing.TB, e *thinpool.Engine, name string, size uint64) *thinpool.Volume {
 	t.Helper()
-	v, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: name, SizeBytes: size})
+	v, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: name, RequiredBytes: size})
 	if err != nil {
 		t.Fatalf("create volume %q of %d bytes: %v", name, size, err)
 	}
@@ -679,7 +679,7 @@ func ekCheckRefused(t testing.TB, e *thinpool.Engine, v *thinpool.Volume, reason
 	if !strings.Contains(err.Error(), reason) {
 		t.Fatalf("health does not say %q: %v", reason, err)
 	}
-	_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "refused", SizeBytes: ekMiB})
+	_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "refused", RequiredBytes: ekMiB})
 	ekIs(t, "create on an unhealthy pool", err, thinpool.ErrUnhealthy)
 	_, err = e.CreateSnapshot(t.Context(), "refused", v.ID, nil)
 	ekIs(t, "snapshot on an unhealthy pool", err, thinpool.ErrUnhealthy)
@@ -1074,7 +1074,7 @@ func TestEngineCopies(t *testing.T) {
 			{"clone", src, 0, 4 * ekMiB},
 			{"clone-larger", src, 6*ekMiB + 1, 6*ekMiB + 64*ekKiB},
 		} {
-			c, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: tc.name, SourceID: tc.source.ID, SizeBytes: tc.ask})
+			c, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: tc.name, SourceID: tc.source.ID, RequiredBytes: tc.ask})
 			if err != nil {
 				t.Fatalf("%s: %v", tc.name, err)
 			}
@@ -1087,8 +1087,8 @@ func TestEngineCopies(t *testing.T) {
 			{name: "restore-smaller", source: snap, ask: 2 * ekMiB},
 			{name: "clone-smaller", source: src, ask: 4*ekMiB - 64*ekKiB},
 		} {
-			_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: tc.name, SourceID: tc.source.ID, SizeBytes: tc.ask})
-			ekIs(t, tc.name, err, thinpool.ErrInvalidArgument)
+			_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: tc.name, SourceID: tc.source.ID, RequiredBytes: tc.ask, LimitBytes: tc.ask})
+			ekIs(t, tc.name, err, thinpool.ErrOutOfRange)
 		}
 		c1, err := e.Capacity()
 		if err != nil {
@@ -1514,10 +1514,10 @@ func TestEngineListAndNames(t *testing.T) {
 		req  thinpool.CreateRequest
 		want error
 	}{
-		{"same size", thinpool.CreateRequest{Name: v3.Name, SizeBytes: ekMiB}, nil},
-		{"same size once rounded", thinpool.CreateRequest{Name: v3.Name, SizeBytes: ekMiB - 1}, nil},
-		{"other size", thinpool.CreateRequest{Name: v3.Name, SizeBytes: 2 * ekMiB}, thinpool.ErrExists},
-		{"other source", thinpool.CreateRequest{Name: v3.Name, SizeBytes: ekMiB, SourceID: snap.ID}, thinpool.ErrExists},
+		{"same size", thinpool.CreateRequest{Name: v3.Name, RequiredBytes: ekMiB}, nil},
+		{"same size once rounded", thinpool.CreateRequest{Name: v3.Name, RequiredBytes: ekMiB - 1}, nil},
+		{"other size", thinpool.CreateRequest{Name: v3.Name, RequiredBytes: 2 * ekMiB}, thinpool.ErrExists},
+		{"other source", thinpool.CreateRequest{Name: v3.Name, RequiredBytes: ekMiB, SourceID: snap.ID}, thinpool.ErrExists},
 	} {
 		got, err := e.CreateVolume(t.Context(), tc.req)
 		if !errors.Is(err, tc.want) || (tc.want == nil && got.ID != v3.ID) {
@@ -1547,7 +1547,7 @@ func TestEngineCapacityErrors(t *testing.T) {
 	if err != nil || c.BudgetBytes != 128*ekMiB || c.PromisedBytes != 100*ekMiB || c.AvailableBytes != 28*ekMiB {
 		t.Fatalf("capacity %+v %v: want a 128 MiB budget, 100 MiB promised, 28 MiB available", c, err)
 	}
-	_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "over", SizeBytes: 28*ekMiB + 1})
+	_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "over", RequiredBytes: 28*ekMiB + 1})
 	ekIs(t, "create over the budget", err, thinpool.ErrOverBudget)
 	if errors.Is(err, thinpool.ErrNoSpace) {
 		t.Fatalf("over the budget is also ErrNoSpace: %v", err)
@@ -1570,7 +1570,7 @@ func TestEngineCapacityErrors(t *testing.T) {
 	if err := e.Health(); err != nil {
 		t.Fatalf("a pool under its reserve but not full is unhealthy: %v", err)
 	}
-	_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "small", SizeBytes: ekMiB})
+	_, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "small", RequiredBytes: ekMiB})
 	ekIs(t, "create below the reserve", err, thinpool.ErrNoSpace)
 	if errors.Is(err, thinpool.ErrOverBudget) || !strings.Contains(err.Error(), "reserve") {
 		t.Fatalf("below the reserve: %v, want only ErrNoSpace, naming the reserve", err)
@@ -1601,11 +1601,11 @@ func TestEngineCreateCost(t *testing.T) {
 			op   func() error
 		}{
 			{"create", func() (err error) {
-				v, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "v", SizeBytes: 8 * ekMiB})
+				v, err = e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "v", RequiredBytes: 8 * ekMiB})
 				return err
 			}},
 			{"create again", func() error {
-				_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "w", SizeBytes: ekMiB})
+				_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "w", RequiredBytes: ekMiB})
 				return err
 			}},
 			{"snapshot", func() error { _, err := e.CreateSnapshot(t.Context(), "s", v.ID, nil); return err }},

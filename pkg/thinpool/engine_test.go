@@ -92,11 +92,11 @@ func checkAgreement(t *testing.T, e *Engine, fk *fakeKernel) {
 func TestCreateVolumeIsIdempotentByName(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	src, err := e.CreateVolume(t.Context(), CreateRequest{Name: "src", SizeBytes: gib})
+	src, err := e.CreateVolume(t.Context(), CreateRequest{Name: "src", RequiredBytes: gib})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := e.CreateVolume(t.Context(), CreateRequest{Name: "a", SizeBytes: 100*mib + 1})
+	a, err := e.CreateVolume(t.Context(), CreateRequest{Name: "a", RequiredBytes: 100*mib + 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +108,10 @@ func TestCreateVolumeIsIdempotentByName(t *testing.T) {
 		req  CreateRequest
 		want error // nil: the same volume
 	}{
-		{"same size", CreateRequest{Name: "a", SizeBytes: 100*mib + 1}, nil},
-		{"same rounded size", CreateRequest{Name: "a", SizeBytes: 100*mib + 64*kib}, nil},
-		{"other size", CreateRequest{Name: "a", SizeBytes: 200 * mib}, ErrExists},
-		{"with a source", CreateRequest{Name: "a", SizeBytes: gib, SourceID: src.ID}, ErrExists},
+		{"same size", CreateRequest{Name: "a", RequiredBytes: 100*mib + 1}, nil},
+		{"same rounded size", CreateRequest{Name: "a", RequiredBytes: 100*mib + 64*kib}, nil},
+		{"other size", CreateRequest{Name: "a", RequiredBytes: 200 * mib}, ErrExists},
+		{"with a source", CreateRequest{Name: "a", RequiredBytes: gib, SourceID: src.ID}, ErrExists},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -138,7 +138,7 @@ func TestCreateCostsOneMessageOneTransactionOneCommit(t *testing.T) {
 	e := testEngine(t, fk)
 	for i := 0; i < 5; i++ {
 		before, statusBefore, quickBefore := e.store.commits.Load(), fk.count("status"), fk.count("status-nocommit")
-		if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: fmt.Sprint(i), SizeBytes: mib}); err != nil {
+		if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: fmt.Sprint(i), RequiredBytes: mib}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.store.commits.Load() - before; n != 1 {
@@ -164,7 +164,7 @@ func TestCreateCostsOneMessageOneTransactionOneCommit(t *testing.T) {
 func TestSnapshotRestoreClone(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 	s, err := e.CreateSnapshot(t.Context(), "s", v.ID, nil)
 	if err != nil || s.SizeBytes != gib || s.SourceID != v.ID || s.Kind != KindSnapshot {
 		t.Fatalf("snapshot %+v, %v", s, err)
@@ -172,7 +172,7 @@ func TestSnapshotRestoreClone(t *testing.T) {
 	if again, err := e.CreateSnapshot(t.Context(), "s", v.ID, nil); err != nil || again.ID != s.ID {
 		t.Fatalf("same snapshot again: %+v %v", again, err)
 	}
-	other, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "other", SizeBytes: gib})
+	other, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "other", RequiredBytes: gib})
 	if _, err := e.CreateSnapshot(t.Context(), "s", other.ID, nil); !errors.Is(err, ErrExists) {
 		t.Fatalf("snapshot name reused for another volume: %v", err)
 	}
@@ -190,10 +190,13 @@ func TestSnapshotRestoreClone(t *testing.T) {
 		size uint64
 	}{
 		{"restore at the source's size", CreateRequest{Name: "r1", SourceID: s.ID}, nil, gib},
-		{"restore larger", CreateRequest{Name: "r2", SourceID: s.ID, SizeBytes: 2 * gib}, nil, 2 * gib},
-		{"restore smaller", CreateRequest{Name: "r3", SourceID: s.ID, SizeBytes: gib / 2}, ErrInvalidArgument, 0},
-		{"clone", CreateRequest{Name: "c1", SourceID: v.ID, SizeBytes: gib}, nil, gib},
+		{"restore larger", CreateRequest{Name: "r2", SourceID: s.ID, RequiredBytes: 2 * gib}, nil, 2 * gib},
+		{"restore, required below the source: the source's size", CreateRequest{Name: "r3", SourceID: s.ID, RequiredBytes: gib / 2}, nil, gib},
+		{"restore, limit below the source", CreateRequest{Name: "r4", SourceID: s.ID, RequiredBytes: gib / 2, LimitBytes: gib / 2}, ErrOutOfRange, 0},
+		{"clone", CreateRequest{Name: "c1", SourceID: v.ID, RequiredBytes: gib}, nil, gib},
 		{"missing source", CreateRequest{Name: "c2", SourceID: "snap-missing"}, ErrNotFound, 0},
+		{"restore of a volume's id", CreateRequest{Name: "r5", SourceID: v.ID, SourceKind: KindSnapshot}, ErrNotFound, 0},
+		{"clone of a snapshot's id", CreateRequest{Name: "c3", SourceID: s.ID, SourceKind: KindVolume}, ErrNotFound, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -227,7 +230,7 @@ func TestSnapshotRestoreClone(t *testing.T) {
 func TestSnapshotSuspendsAnActiveOriginOnlyAroundCreateSnap(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 	if _, err := e.Activate(t.Context(), v.ID, false); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +245,7 @@ func TestSnapshotSuspendsAnActiveOriginOnlyAroundCreateSnap(t *testing.T) {
 		t.Fatalf("%d suspends, %d resumes", fk.count("suspend"), fk.count("resume"))
 	}
 	// An inactive origin is not suspended at all.
-	w, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "w", SizeBytes: gib})
+	w, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "w", RequiredBytes: gib})
 	if _, err := e.CreateSnapshot(t.Context(), "t", w.ID, nil); err != nil || fk.count("suspend") != 1 {
 		t.Fatalf("snapshot of an inactive volume: %v, %d suspends", err, fk.count("suspend"))
 	}
@@ -260,7 +263,7 @@ func TestSnapshotSuspendsAnActiveOriginOnlyAroundCreateSnap(t *testing.T) {
 func TestActivateDeactivateDelete(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 	a1, err := e.ActivateDevice(t.Context(), v.ID, false)
 	if err != nil || !a1.Activated {
 		t.Fatalf("first activate: %+v %v, want it activated", a1, err)
@@ -314,7 +317,7 @@ func TestActivateDeactivateDelete(t *testing.T) {
 func TestActivationMode(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 	name := e.dmName(v.ID)
 	readOnly := func() bool { info, _ := fk.Info(name); return info.ReadOnly }
 	if _, err := e.Activate(t.Context(), v.ID, true); err != nil || !readOnly() {
@@ -343,7 +346,7 @@ func TestActivationMode(t *testing.T) {
 func TestExpand(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 	if _, err := e.Activate(t.Context(), v.ID, false); err != nil {
 		t.Fatal(err)
 	}
@@ -370,17 +373,17 @@ func TestExpand(t *testing.T) {
 func TestCapacityRefusesPastBudgetAndReserve(t *testing.T) {
 	fk := newFakeKernel() // 1 GiB of data; budget 10 GiB
 	e := testEngine(t, fk)
-	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "a", SizeBytes: 9 * gib}); err != nil {
+	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "a", RequiredBytes: 9 * gib}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := e.Capacity()
 	if err != nil || c.BudgetBytes != 10*gib || c.PromisedBytes != 9*gib || c.AvailableBytes != gib {
 		t.Fatalf("capacity %+v %v", c, err)
 	}
-	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "b", SizeBytes: gib + 64*kib}); !errors.Is(err, ErrOverBudget) || errors.Is(err, ErrNoSpace) {
+	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "b", RequiredBytes: gib + 64*kib}); !errors.Is(err, ErrOverBudget) || errors.Is(err, ErrNoSpace) {
 		t.Fatalf("past the budget: %v", err)
 	}
-	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "b", SizeBytes: gib}); err != nil {
+	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "b", RequiredBytes: gib}); err != nil {
 		t.Fatalf("up to the budget: %v", err)
 	}
 	if err := e.Delete(t.Context(), mustByName(t, e, "b").ID); err != nil {
@@ -389,7 +392,7 @@ func TestCapacityRefusesPastBudgetAndReserve(t *testing.T) {
 	fk.mu.Lock()
 	fk.status.DataUsed = fk.status.DataTotal * 96 / 100
 	fk.mu.Unlock()
-	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "c", SizeBytes: mib}); !errors.Is(err, ErrNoSpace) || errors.Is(err, ErrOverBudget) {
+	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "c", RequiredBytes: mib}); !errors.Is(err, ErrNoSpace) || errors.Is(err, ErrOverBudget) {
 		t.Fatalf("data past the reserve: %v", err)
 	}
 	if c, _ := e.Capacity(); c.AvailableBytes != 0 {
@@ -418,7 +421,7 @@ func TestListPagesAreStable(t *testing.T) {
 	e := testEngine(t, fk)
 	all := map[string]bool{}
 	for i := 0; i < 10; i++ {
-		v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: fmt.Sprint(i), SizeBytes: mib})
+		v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: fmt.Sprint(i), RequiredBytes: mib})
 		all[v.ID] = true
 	}
 	if _, err := e.CreateSnapshot(t.Context(), "s", mustByName(t, e, "0").ID, nil); err != nil {
@@ -518,12 +521,12 @@ func TestRecoveryAfterCrashAtEachStep(t *testing.T) {
 		t.Run(fmt.Sprintf("%s step %d", c.op, c.step), func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			keep, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "keep", SizeBytes: gib})
+			keep, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "keep", RequiredBytes: gib})
 			var v *Volume
 			if c.op == "create" {
 				v = &Volume{ID: newID(KindVolume), Kind: KindVolume, Name: "x", SizeBytes: gib, State: stateCreating}
 			} else {
-				x, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
+				x, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "x", RequiredBytes: gib})
 				d := *x
 				d.State = stateDeleting
 				v = &d
@@ -543,11 +546,11 @@ func TestRecoveryAfterCrashAtEachStep(t *testing.T) {
 			}
 			// The engine works on after recovery, and a retried create
 			// returns one volume.
-			r1, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
+			r1, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", RequiredBytes: gib})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r2, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib}); r2.ID != r1.ID {
+			if r2, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "x", RequiredBytes: gib}); r2.ID != r1.ID {
 				t.Fatalf("retried create gave %s, then %s", r1.ID, r2.ID)
 			}
 			checkAgreement(t, e, fk)
@@ -558,7 +561,7 @@ func TestRecoveryAfterCrashAtEachStep(t *testing.T) {
 func TestStartRefusesADatabaseOfAnotherPool(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	e.CreateVolume(t.Context(), CreateRequest{Name: "a", SizeBytes: gib})
+	e.CreateVolume(t.Context(), CreateRequest{Name: "a", RequiredBytes: gib})
 	e.Close()
 	fk.txid = 7 // the pool has a history the database does not
 	s, err := openStore(e.cfg.dbPath())
@@ -582,11 +585,11 @@ func TestFailuresMidChange(t *testing.T) {
 		wantX bool
 	}{
 		{"create_thin fails", "create_thin", func(e *Engine) error {
-			_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
+			_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", RequiredBytes: gib})
 			return err
 		}, false},
 		{"set_transaction_id fails after create_thin", "set_transaction_id", func(e *Engine) error {
-			_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
+			_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", RequiredBytes: gib})
 			return err
 		}, false},
 		{"delete fails", "delete", func(e *Engine) error { return e.Delete(t.Context(), mustByName2(e, "x")) }, true},
@@ -597,13 +600,13 @@ func TestFailuresMidChange(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
 			if c.failOp == "delete" || c.name == "set_transaction_id fails after delete" {
-				e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
+				e.CreateVolume(t.Context(), CreateRequest{Name: "x", RequiredBytes: gib})
 			}
 			fk.failNext(c.failOp, eio)
 			if err := c.run(e); !errors.Is(err, unix.EIO) {
 				t.Fatalf("got %v, want the kernel's EIO", err)
 			}
-			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "y", SizeBytes: gib}); err != nil {
+			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "y", RequiredBytes: gib}); err != nil {
 				t.Fatalf("the next change: %v", err)
 			}
 			if _, err := e.GetByName(KindVolume, "x"); (err == nil) != c.wantX {
@@ -640,14 +643,14 @@ func TestUnhealthyPoolRefusesChanges(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+			v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 			fk.mu.Lock()
 			c.set(&fk.status)
 			fk.mu.Unlock()
 			if err := e.Health(); !errors.Is(err, ErrUnhealthy) || PoolState(err) != c.state {
 				t.Fatalf("health: %v (state %s), want ErrUnhealthy in state %s", err, PoolState(err), c.state)
 			}
-			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "w", SizeBytes: gib}); !errors.Is(err, ErrUnhealthy) {
+			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "w", RequiredBytes: gib}); !errors.Is(err, ErrUnhealthy) {
 				t.Fatalf("create on an unhealthy pool: %v", err)
 			}
 			if err := e.Delete(t.Context(), v.ID); !errors.Is(err, ErrUnhealthy) {
@@ -670,8 +673,8 @@ func TestFullPoolTakesDeletesRefusesCreates(t *testing.T) {
 	ctx := t.Context()
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(ctx, CreateRequest{Name: "v", SizeBytes: gib})
-	w, _ := e.CreateVolume(ctx, CreateRequest{Name: "w", SizeBytes: gib})
+	v, _ := e.CreateVolume(ctx, CreateRequest{Name: "v", RequiredBytes: gib})
+	w, _ := e.CreateVolume(ctx, CreateRequest{Name: "w", RequiredBytes: gib})
 	s, _ := e.CreateSnapshot(ctx, "s", v.ID, nil)
 	fk.mu.Lock()
 	fk.status.Mode, fk.status.DataUsed = dm.PoolModeOutOfDataSpace, fk.status.DataTotal
@@ -685,7 +688,7 @@ func TestFullPoolTakesDeletesRefusesCreates(t *testing.T) {
 		t.Fatalf("health of a full pool does not say what to do: %v", err)
 	}
 	refused := map[string]func() error{
-		"create":   func() error { _, err := e.CreateVolume(ctx, CreateRequest{Name: "x", SizeBytes: gib}); return err },
+		"create":   func() error { _, err := e.CreateVolume(ctx, CreateRequest{Name: "x", RequiredBytes: gib}); return err },
 		"snapshot": func() error { _, err := e.CreateSnapshot(ctx, "x", v.ID, nil); return err },
 		"restore":  func() error { _, err := e.CreateVolume(ctx, CreateRequest{Name: "r", SourceID: s.ID}); return err },
 		"clone":    func() error { _, err := e.CreateVolume(ctx, CreateRequest{Name: "c", SourceID: v.ID}); return err },
@@ -722,7 +725,7 @@ func TestFullPoolTakesDeletesRefusesCreates(t *testing.T) {
 func TestStartResumesDevicesLeftSuspended(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	v, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 	e.Activate(t.Context(), v.ID, false)
 	fk.Suspend(e.dmName(v.ID), dm.SuspendOptions{}) // as a crash mid-snapshot leaves it
 	e = restart(t, e, fk)
@@ -769,7 +772,7 @@ func TestConcurrentOperations(t *testing.T) {
 				var err error
 				switch r.Intn(4) {
 				case 0:
-					_, err = e.CreateVolume(t.Context(), CreateRequest{Name: name, SizeBytes: mib})
+					_, err = e.CreateVolume(t.Context(), CreateRequest{Name: name, RequiredBytes: mib})
 				case 1:
 					if v, gerr := e.GetByName(KindVolume, name); gerr == nil {
 						_, err = e.CreateSnapshot(t.Context(), name, v.ID, nil)
@@ -919,7 +922,7 @@ func TestCondition(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -978,7 +981,7 @@ func TestDeviceBytes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1030,7 +1033,7 @@ func TestPromisedAfterRecoveryAtRunTime(t *testing.T) {
 		{"set_transaction_id fails after delete", "set_transaction_id", func(e *Engine, x *Volume) error { return e.Delete(t.Context(), x.ID) }, gib},
 		// Recovery rolls the create back.
 		{"set_transaction_id fails after create", "set_transaction_id", func(e *Engine, _ *Volume) error {
-			_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "y", SizeBytes: gib})
+			_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "y", RequiredBytes: gib})
 			return err
 		}, 2 * gib},
 		{"delete fails", "delete", func(e *Engine, x *Volume) error { return e.Delete(t.Context(), x.ID) }, 2 * gib},
@@ -1039,10 +1042,10 @@ func TestPromisedAfterRecoveryAtRunTime(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "keep", SizeBytes: gib}); err != nil {
+			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "keep", RequiredBytes: gib}); err != nil {
 				t.Fatal(err)
 			}
-			x, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
+			x, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", RequiredBytes: gib})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1051,7 +1054,7 @@ func TestPromisedAfterRecoveryAtRunTime(t *testing.T) {
 				t.Fatalf("got %v, want the kernel's EIO", err)
 			}
 			// The next change runs on the recovered pool.
-			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "z", SizeBytes: gib}); err != nil {
+			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "z", RequiredBytes: gib}); err != nil {
 				t.Fatal(err)
 			}
 			running, err := e.Capacity()
@@ -1075,8 +1078,8 @@ func TestPromisedAfterRecoveryAtRunTime(t *testing.T) {
 func TestDeleteOfAThinDeviceAlreadyGone(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	keep, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "keep", SizeBytes: gib})
-	x, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
+	keep, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "keep", RequiredBytes: gib})
+	x, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", RequiredBytes: gib})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1137,7 +1140,7 @@ func TestRetryResumesASourceLeftSuspended(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			src, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "src", SizeBytes: gib})
+			src, _ := e.CreateVolume(t.Context(), CreateRequest{Name: "src", RequiredBytes: gib})
 			if _, err := e.Activate(t.Context(), src.ID, false); err != nil {
 				t.Fatal(err)
 			}
@@ -1192,7 +1195,7 @@ func TestSnapshotRefusedBeforeTheSourceIsSuspended(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: mib})
+			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: mib})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -33,6 +33,11 @@ var (
 	ErrDeviceFailed = errors.New("thin device failed")
 	// ErrInvalidArgument: a request the engine refuses as given.
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrOutOfRange: a create's size range holds no size the volume can
+	// have (its limit is below the required size, the source's size, the
+	// filesystem's minimum or a whole block); the message, which is the
+	// error's whole text, says which limit to raise.
+	ErrOutOfRange = errors.New("size out of range")
 	// ErrInvalidToken: a list continuation token the engine did not give.
 	ErrInvalidToken = errors.New("invalid list token")
 	// ErrStoreMismatch: the database and the pool's metadata tell
@@ -42,6 +47,16 @@ var (
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+}
+
+// rangeError is an ErrOutOfRange that reads as its message alone.
+type rangeError struct{ msg string }
+
+func (e *rangeError) Error() string { return e.msg }
+func (e *rangeError) Unwrap() error { return ErrOutOfRange }
+
+func outOfRangef(format string, args ...any) error {
+	return &rangeError{fmt.Sprintf(format, args...)}
 }
 
 // deviceError is an error of Condition about a volume's thin device, not

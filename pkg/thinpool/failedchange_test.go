@@ -91,13 +91,13 @@ func testChangeMeetingMetadataFailure(t *testing.T, at string) {
 		return e
 	}
 	e := start()
-	kept, err := e.CreateVolume(t.Context(), CreateRequest{Name: "kept", SizeBytes: mib})
+	kept, err := e.CreateVolume(t.Context(), CreateRequest{Name: "kept", RequiredBytes: mib})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	k.armed = true
-	_, err = e.CreateVolume(t.Context(), CreateRequest{Name: "lost", SizeBytes: mib})
+	_, err = e.CreateVolume(t.Context(), CreateRequest{Name: "lost", RequiredBytes: mib})
 	if !errors.Is(err, ErrUnhealthy) || !strings.Contains(err.Error(), "needs_check") {
 		t.Fatalf("a create that met a metadata failure: %v, want ErrUnhealthy saying needs_check", err)
 	}
@@ -117,7 +117,7 @@ func testChangeMeetingMetadataFailure(t *testing.T, at string) {
 	e.Close()
 	e = start()
 	checkAgreement(t, e, fk)
-	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "lost", SizeBytes: mib}); err != nil {
+	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "lost", RequiredBytes: mib}); err != nil {
 		t.Fatalf("the create retried after the repair: %v", err)
 	}
 	checkAgreement(t, e, fk)
@@ -157,10 +157,10 @@ func TestRetryOfACreateThePoolKept(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
 			e.k = &failingAfterTx{fakeKernel: fk, fail: c.fail}
-			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: mib}); err == nil {
+			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: mib}); err == nil {
 				t.Fatal("a create whose pool could not be read after its transaction reported success")
 			}
-			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: mib})
+			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: mib})
 			if err != nil {
 				t.Fatalf("retry: %v", err)
 			}

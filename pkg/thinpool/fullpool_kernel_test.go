@@ -83,7 +83,7 @@ func ekCheckFull(t testing.TB, e *thinpool.Engine, v, s *thinpool.Volume) {
 		f  func() error
 	}{
 		{"create", func() error {
-			_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "refused", SizeBytes: ekMiB})
+			_, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "refused", RequiredBytes: ekMiB})
 			return err
 		}},
 		{"snapshot", func() error { _, err := e.CreateSnapshot(t.Context(), "refused", v.ID, nil); return err }},

@@ -29,7 +29,7 @@ func TestUsageReadsThePoolStatusOnce(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib}); err != nil {
+			if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib}); err != nil {
 				t.Fatal(err)
 			}
 			want, err := e.Capacity()
@@ -98,7 +98,7 @@ func TestCountIsWhatListReturns(t *testing.T) {
 			e := testEngine(t, fk)
 			var last *Volume
 			for _, n := range []string{"a", "b", "c"} {
-				v, err := e.CreateVolume(t.Context(), CreateRequest{Name: n, SizeBytes: gib})
+				v, err := e.CreateVolume(t.Context(), CreateRequest{Name: n, RequiredBytes: gib})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -147,11 +147,11 @@ func TestCountIsWhatListReturns(t *testing.T) {
 func TestCountReadsNoRecord(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)
-	v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+	v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "w", SizeBytes: gib}); err != nil {
+	if _, err := e.CreateVolume(t.Context(), CreateRequest{Name: "w", RequiredBytes: gib}); err != nil {
 		t.Fatal(err)
 	}
 	// A record that is not JSON: List must read it and fails; Count must not.

@@ -17,7 +17,7 @@ func TestEngineManyVolumesOnASmallPool(t *testing.T) {
 	defer ekClose(t, e)
 	const n = 2000
 	for i := 0; i < n; i++ {
-		if _, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: fmt.Sprint("v", i), SizeBytes: ekMiB}); err != nil {
+		if _, err := e.CreateVolume(t.Context(), thinpool.CreateRequest{Name: fmt.Sprint("v", i), RequiredBytes: ekMiB}); err != nil {
 			t.Fatalf("volume %d of %d: %v", i+1, n, err)
 		}
 	}

@@ -17,13 +17,21 @@ import (
 // CreateRequest asks for a volume.
 type CreateRequest struct {
 	Name string
-	// SizeBytes is rounded up to the pool's block size. Zero with a
-	// source: the source's size. A copy may be larger than its source.
-	SizeBytes uint64
+	// RequiredBytes is the least the volume must hold, LimitBytes the most
+	// it may (0: no limit). VolumeSize picks a new volume's size from
+	// them.
+	RequiredBytes, LimitBytes uint64
 	// SourceID is a snapshot to restore or a volume to clone; empty for a
-	// blank volume.
+	// blank volume. SourceKind, when set, is the kind it must be: an id
+	// of the other kind is not found.
 	SourceID   string
+	SourceKind Kind
 	Parameters map[string]string
+	// FSMinBytes is the smallest device the volume's filesystem can be
+	// made on, and FSType that filesystem, which the error names when the
+	// limit is below it; 0 and "" for a block volume.
+	FSMinBytes uint64
+	FSType     string
 }
 
 const maxNameLen = 1024
@@ -48,12 +56,12 @@ func (e *Engine) roundUp(size uint64) (uint64, error) {
 }
 
 // CreateVolume creates a blank volume, or a copy of a snapshot or volume
-// that is instant and independent of its source. The same name with the
-// same size and source returns the volume created before; with a
-// different size or source it fails with ErrExists. ctx bounds only the
-// waits for the locks of the name, the source and the pool: once the
-// change has begun, it runs to its end or its rollback whatever becomes
-// of ctx.
+// that is instant and independent of its source, of the size VolumeSize
+// picks for req. The same name with the same size and source returns the
+// volume created before; with a different size or source it fails with
+// ErrExists. ctx bounds only the waits for the locks of the name, the
+// source and the pool: once the change has begun, it runs to its end or
+// its rollback whatever becomes of ctx.
 func (e *Engine) CreateVolume(ctx context.Context, req CreateRequest) (*Volume, error) {
 	if err := validName(req.Name); err != nil {
 		return nil, err
@@ -69,23 +77,19 @@ func (e *Engine) CreateVolume(ctx context.Context, req CreateRequest) (*Volume, 
 	defer unlock()
 
 	var src *Volume
+	var srcBytes uint64
 	if req.SourceID != "" {
 		var err error
-		if src, err = e.Get(req.SourceID); err != nil {
-			return nil, fmt.Errorf("source %s: %w", req.SourceID, err)
+		if src, err = e.source(req.SourceID, req.SourceKind); err != nil {
+			return nil, err
 		}
-		if req.SizeBytes == 0 {
-			req.SizeBytes = src.SizeBytes
-		}
-		if req.SizeBytes < src.SizeBytes {
-			return nil, invalidf("a copy of %s must be at least its %d bytes, not %d", src.ID, src.SizeBytes, req.SizeBytes)
-		}
+		srcBytes = src.SizeBytes
 	}
-	if req.SizeBytes == 0 {
-		return nil, invalidf("volume %q needs a size", req.Name)
-	}
-	size, err := e.roundUp(req.SizeBytes)
+	size, err := VolumeSize(req, srcBytes, e.BlockSizeBytes())
 	if err != nil {
+		return nil, err
+	}
+	if size, err = e.roundUp(size); err != nil { // refuses a size no pool could hold
 		return nil, err
 	}
 	// existing answers a request for a name that is taken.
@@ -133,6 +137,19 @@ func (e *Engine) CreateVolume(ctx context.Context, req CreateRequest) (*Volume, 
 	}
 	klog.V(2).InfoS("Created volume", "id", v.ID, "name", v.Name, "bytes", size, "source", v.SourceID, "thinID", v.ThinID)
 	return e.ready(v), nil
+}
+
+// source returns the record a copy is to be made from: ErrNotFound when
+// no record has the id, or only one of another kind than kind ("": either).
+func (e *Engine) source(id string, kind Kind) (*Volume, error) {
+	v, err := e.Get(id)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", id, err)
+	}
+	if kind != "" && v.Kind != kind {
+		return nil, fmt.Errorf("%w: no %s has id %q: it is a %s's id; pass a %s id", ErrNotFound, kind, id, v.Kind, kind)
+	}
+	return v, nil
 }
 
 // CreateSnapshot takes a snapshot of a volume, active or not. The same

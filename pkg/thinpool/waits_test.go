@@ -117,7 +117,7 @@ func TestReadsAnswerWhileAChangeIsHeld(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fk := newFakeKernel()
 			e := testEngine(t, fk)
-			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+			v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,7 +135,7 @@ func TestReadsAnswerWhileAChangeIsHeld(t *testing.T) {
 				if c.snapshot {
 					_, err = e.CreateSnapshot(t.Context(), "s", v.ID, nil)
 				} else {
-					_, err = e.CreateVolume(t.Context(), CreateRequest{Name: "w", SizeBytes: gib})
+					_, err = e.CreateVolume(t.Context(), CreateRequest{Name: "w", RequiredBytes: gib})
 				}
 				held <- err
 			}()
@@ -195,7 +195,7 @@ func TestWaitForThePoolLockEndsWithTheContext(t *testing.T) {
 		then error // what the call gives afterwards, with a live context
 	}{
 		{"create", func(ctx context.Context, e *Engine, _, _ *Volume) error {
-			_, err := e.CreateVolume(ctx, CreateRequest{Name: "other", SizeBytes: gib})
+			_, err := e.CreateVolume(ctx, CreateRequest{Name: "other", RequiredBytes: gib})
 			return err
 		}, nil},
 		{"snapshot", func(ctx context.Context, e *Engine, _, y *Volume) error {
@@ -220,11 +220,11 @@ func TestWaitForThePoolLockEndsWithTheContext(t *testing.T) {
 			t.Run(c.name+", "+end.name, func(t *testing.T) {
 				fk := newFakeKernel()
 				e := testEngine(t, fk)
-				x, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", SizeBytes: gib})
+				x, err := e.CreateVolume(t.Context(), CreateRequest{Name: "x", RequiredBytes: gib})
 				if err != nil {
 					t.Fatal(err)
 				}
-				y, err := e.CreateVolume(t.Context(), CreateRequest{Name: "y", SizeBytes: gib})
+				y, err := e.CreateVolume(t.Context(), CreateRequest{Name: "y", RequiredBytes: gib})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -233,7 +233,7 @@ func TestWaitForThePoolLockEndsWithTheContext(t *testing.T) {
 				g := holdInIntent(e, fk)
 				held := make(chan error)
 				go func() {
-					_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "held", SizeBytes: gib})
+					_, err := e.CreateVolume(t.Context(), CreateRequest{Name: "held", RequiredBytes: gib})
 					held <- err
 				}()
 				<-g.entered
@@ -300,7 +300,7 @@ func TestWaitForAVolumeLockEndsWithTheContext(t *testing.T) {
 			t.Run(c.name+", "+end.name, func(t *testing.T) {
 				fk := newFakeKernel()
 				e := testEngine(t, fk)
-				v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+				v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -363,7 +363,7 @@ func TestEndedContextIsRefused(t *testing.T) {
 	cancel()
 	calls := map[string]func(ctx context.Context, e *Engine, v *Volume) error{
 		"create": func(ctx context.Context, e *Engine, _ *Volume) error {
-			_, err := e.CreateVolume(ctx, CreateRequest{Name: "w", SizeBytes: gib})
+			_, err := e.CreateVolume(ctx, CreateRequest{Name: "w", RequiredBytes: gib})
 			return err
 		},
 		"clone": func(ctx context.Context, e *Engine, v *Volume) error {
@@ -398,7 +398,7 @@ func TestEndedContextIsRefused(t *testing.T) {
 			t.Run(name+", "+end.name, func(t *testing.T) {
 				fk := newFakeKernel()
 				e := testEngine(t, fk)
-				v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", SizeBytes: gib})
+				v, err := e.CreateVolume(t.Context(), CreateRequest{Name: "v", RequiredBytes: gib})
 				if err != nil {
 					t.Fatal(err)
 				}
