@@ -230,7 +230,9 @@ func validName(name string) error {
 }
 
 // CreateVolume creates a blank volume, or a copy of a snapshot or
-// volume, as the engine does.
+// volume, as the engine does: a name that is taken is answered by the
+// engine's rule, (*thinpool.Volume).Answers, before the source is looked
+// up, and a new volume is of the size thinpool.VolumeSize picks.
 func (p *Pool) CreateVolume(ctx context.Context, req thinpool.CreateRequest) (*thinpool.Volume, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -240,12 +242,18 @@ func (p *Pool) CreateVolume(ctx context.Context, req thinpool.CreateRequest) (*t
 	if err := validName(req.Name); err != nil {
 		return nil, err
 	}
+	if v := p.byName(thinpool.KindVolume, req.Name); v != nil {
+		if err := v.Answers(req); err != nil {
+			return nil, err
+		}
+		return clone(v), nil
+	}
 	var srcBytes uint64
 	if req.SourceID != "" {
 		src := p.records[req.SourceID]
 		switch {
 		case src == nil:
-			return nil, fmt.Errorf("source %s: %w: no volume or snapshot has id %q", req.SourceID, thinpool.ErrNotFound, req.SourceID)
+			return nil, fmt.Errorf("%w: no volume or snapshot has id %q", thinpool.ErrSourceNotFound, req.SourceID)
 		case req.SourceKind != "" && src.Kind != req.SourceKind:
 			return nil, fmt.Errorf("%w: no %s has id %q: it is a %s's id; pass a %s id", thinpool.ErrNotFound, req.SourceKind, src.ID, src.Kind, req.SourceKind)
 		}
@@ -254,13 +262,6 @@ func (p *Pool) CreateVolume(ctx context.Context, req thinpool.CreateRequest) (*t
 	size, err := thinpool.VolumeSize(req, srcBytes, p.block)
 	if err != nil {
 		return nil, err
-	}
-	if v := p.byName(thinpool.KindVolume, req.Name); v != nil {
-		if v.SizeBytes != size || v.SourceID != req.SourceID {
-			return nil, fmt.Errorf("%w: volume %q is %d bytes from %q, not %d bytes from %q",
-				thinpool.ErrExists, req.Name, v.SizeBytes, v.SourceID, size, req.SourceID)
-		}
-		return clone(v), nil
 	}
 	if err := p.checkSpace(size); err != nil {
 		return nil, fmt.Errorf("create volume %q: %w", req.Name, err)

@@ -26,6 +26,7 @@ const gib = 1 << 30
 // Run runs the contract.
 func Run(t *testing.T, h Harness) {
 	t.Run("CreateVolume", func(t *testing.T) { createVolume(t, h) })
+	t.Run("CreateVolumeAgain", func(t *testing.T) { createVolumeAgain(t, h) })
 	t.Run("CreateSnapshot", func(t *testing.T) { createSnapshot(t, h) })
 	t.Run("Delete", func(t *testing.T) { deleteRecord(t, h) })
 	t.Run("Activation", func(t *testing.T) { activation(t, h) })
@@ -76,11 +77,11 @@ func createVolume(t *testing.T, h Harness) {
 		t.Errorf("GetByName = %s, want %s", got.ID, v.ID)
 	}
 	snap := vol(t)(p.CreateSnapshot(ctx, "s", v.ID, nil))
-	_, err := p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", SourceID: snap.ID})
+	_, err := p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", SourceID: snap.ID, Parameters: map[string]string{"k": "v"}})
 	wantErr(t, "the name with another source", err, thinpool.ErrExists)
 
 	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "b", SourceID: "vol-missing"})
-	wantErr(t, "a missing source", err, thinpool.ErrNotFound)
+	wantErr(t, "a missing source", err, thinpool.ErrSourceNotFound)
 	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "c", RequiredBytes: block, LimitBytes: block, SourceID: snap.ID})
 	wantErr(t, "a copy whose limit is below its source", err, thinpool.ErrOutOfRange)
 	if c := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "c", RequiredBytes: block, SourceID: snap.ID})); c.SizeBytes != snap.SizeBytes {
@@ -88,6 +89,9 @@ func createVolume(t *testing.T, h Harness) {
 	}
 	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "c2", SourceID: v.ID, SourceKind: thinpool.KindSnapshot})
 	wantErr(t, "a volume's id as a snapshot", err, thinpool.ErrNotFound)
+	if errors.Is(err, thinpool.ErrSourceNotFound) {
+		t.Errorf("a volume's id as a snapshot: %v, which says the source may be elsewhere", err)
+	}
 	restore := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "d", SourceID: snap.ID}))
 	if restore.SizeBytes != snap.SizeBytes || restore.SourceID != snap.ID {
 		t.Errorf("restore %+v, want %d bytes from %s", restore, snap.SizeBytes, snap.ID)
@@ -101,6 +105,46 @@ func createVolume(t *testing.T, h Harness) {
 	wantErr(t, "a limit below the required size", err, thinpool.ErrOutOfRange)
 	_, err = p.CreateVolume(ctx, thinpool.CreateRequest{Name: "f", RequiredBytes: 1 << 50})
 	wantErr(t, "more than the budget", err, thinpool.ErrOverBudget)
+}
+
+// A create of a name that is taken is answered by the one rule,
+// (*thinpool.Volume).Answers: the volume when its source, parameters and
+// size fit, even once grown or once its source is deleted.
+func createVolumeAgain(t *testing.T, h Harness) {
+	p := h.New(t)
+	ctx := t.Context()
+	params := map[string]string{"k": "v"}
+	ranged := thinpool.CreateRequest{Name: "a", RequiredBytes: gib, LimitBytes: 3 * gib, Parameters: params}
+	v := vol(t)(p.CreateVolume(ctx, ranged))
+	vol(t)(p.Expand(ctx, v.ID, 2*gib))
+	if again := vol(t)(p.CreateVolume(ctx, ranged)); again.ID != v.ID {
+		t.Errorf("grown within the limit, the request again made %s, want %s", again.ID, v.ID)
+	}
+	for _, c := range []struct {
+		what string
+		req  thinpool.CreateRequest
+		want error
+	}{
+		{"grown beyond the limit", thinpool.CreateRequest{Name: "a", RequiredBytes: gib, LimitBytes: gib, Parameters: params}, thinpool.ErrExists},
+		{"a larger required size", thinpool.CreateRequest{Name: "a", RequiredBytes: 3 * gib, Parameters: params}, thinpool.ErrExists},
+		{"other parameters", thinpool.CreateRequest{Name: "a", RequiredBytes: gib}, thinpool.ErrExists},
+		{"a range that holds nothing", thinpool.CreateRequest{Name: "a", RequiredBytes: 2 * gib, LimitBytes: gib, Parameters: params}, thinpool.ErrOutOfRange},
+	} {
+		_, err := p.CreateVolume(ctx, c.req)
+		wantErr(t, c.what, err, c.want)
+	}
+
+	snap := vol(t)(p.CreateSnapshot(ctx, "s", v.ID, nil))
+	restore := thinpool.CreateRequest{Name: "r", SourceID: snap.ID, SourceKind: thinpool.KindSnapshot, Parameters: params}
+	r := vol(t)(p.CreateVolume(ctx, restore))
+	_, err := p.CreateVolume(ctx, thinpool.CreateRequest{Name: "r", Parameters: params})
+	wantErr(t, "no source for a restore", err, thinpool.ErrExists)
+	if err := p.Delete(ctx, snap.ID); err != nil {
+		t.Fatal(err)
+	}
+	if again := vol(t)(p.CreateVolume(ctx, restore)); again.ID != r.ID {
+		t.Errorf("the restore again once its snapshot is deleted made %s, want %s", again.ID, r.ID)
+	}
 }
 
 func createSnapshot(t *testing.T, h Harness) {

@@ -141,38 +141,6 @@ func TestParseCreateVolume(t *testing.T) {
 	}
 }
 
-func TestFits(t *testing.T) {
-	v := &thinpool.Volume{ID: "vol-1", SizeBytes: 2 * gib, SourceID: "snap-1", Parameters: map[string]string{"fsType": "xfs"}}
-	a := createArgs{volumeContext: map[string]string{"fsType": "xfs"}, sourceID: "snap-1"}
-	rng := func(req, lim int64) *csi.CapacityRange {
-		return &csi.CapacityRange{RequiredBytes: req, LimitBytes: lim}
-	}
-	tests := []struct {
-		name string
-		a    createArgs
-		r    *csi.CapacityRange
-		want bool
-	}{
-		{"no range", a, nil, true},
-		{"required below: grown since", a, rng(gib, 0), true},
-		{"exact", a, rng(2*gib, 2*gib), true},
-		{"required above", a, rng(3*gib, 0), false},
-		{"limit below", a, rng(0, gib), false},
-		{"other source", createArgs{volumeContext: a.volumeContext, sourceID: "snap-2"}, nil, false},
-		{"no source", createArgs{volumeContext: a.volumeContext}, nil, false},
-		{"other parameters", createArgs{volumeContext: map[string]string{"fsType": "ext4"}, sourceID: "snap-1"}, nil, false},
-	}
-	for _, tt := range tests {
-		if got := fits(v, tt.a, tt.r); got != tt.want {
-			t.Errorf("%s: fits = %v, want %v", tt.name, got, tt.want)
-		}
-	}
-	// A record's empty parameters come back from the database as nil.
-	if !fits(&thinpool.Volume{SizeBytes: gib}, createArgs{volumeContext: map[string]string{}}, nil) {
-		t.Error("nil parameters do not fit an empty volume context")
-	}
-}
-
 func TestCheckCreateSnapshot(t *testing.T) {
 	tests := []struct {
 		name string
@@ -258,6 +226,8 @@ func TestRequestValidation(t *testing.T) {
 		{"CreateVolume without capabilities", call(s.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "v"})), codes.InvalidArgument},
 		{"CreateVolume on another node", call(s.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csi.VolumeCapability{rwo},
 			AccessibilityRequirements: &csi.TopologyRequirement{Preferred: []*csi.Topology{volcap.Topology("n2")}}})), codes.ResourceExhausted},
+		{"CreateVolume with a negative capacity range", call(s.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csi.VolumeCapability{rwo},
+			CapacityRange: &csi.CapacityRange{RequiredBytes: -1}})), codes.InvalidArgument},
 		{"DeleteVolume without id", call(s.DeleteVolume(ctx, &csi.DeleteVolumeRequest{})), codes.InvalidArgument},
 		{"ValidateVolumeCapabilities without id", call(s.ValidateVolumeCapabilities(ctx, &csi.ValidateVolumeCapabilitiesRequest{
 			VolumeCapabilities: []*csi.VolumeCapability{rwo}})), codes.InvalidArgument},

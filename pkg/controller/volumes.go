@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -70,17 +69,6 @@ func parseCreateVolume(req *csi.CreateVolumeRequest, nodeID string) (createArgs,
 	return a, nil
 }
 
-// fits reports whether an existing volume answers a CreateVolume request
-// again: same source, parameters, and a size within the capacity range (a
-// volume grown since may be larger than it was created).
-func fits(v *thinpool.Volume, a createArgs, r *csi.CapacityRange) bool {
-	if v.SourceID != a.sourceID || !maps.Equal(v.Parameters, a.volumeContext) {
-		return false
-	}
-	size := toInt64(v.SizeBytes)
-	return size >= r.GetRequiredBytes() && (r.GetLimitBytes() == 0 || size <= r.GetLimitBytes())
-}
-
 // sourceElsewhere says what to do when a restore's or a clone's source is
 // not on the node asked to create it. The scheduler knows nothing of the
 // source: a claim's first pod may be placed on any node with room, and the
@@ -104,47 +92,31 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
-	name := req.GetName()
-	// A volume of that name answers a retry as long as it still fits the
-	// request, even once grown or once its source is gone.
-	switch v, err := s.engine.GetByName(thinpool.KindVolume, name); {
-	case err == nil && fits(v, a, req.GetCapacityRange()):
-		klog.V(4).InfoS("CreateVolume: the volume exists", "name", name, "volumeID", v.ID, "bytes", v.SizeBytes)
-		return &csi.CreateVolumeResponse{Volume: s.volume(v, req.GetVolumeContentSource())}, nil
-	case err == nil && v.SourceID == a.sourceID && !maps.Equal(v.Parameters, a.volumeContext):
-		return nil, status.Errorf(codes.AlreadyExists,
-			"volume %q exists as %s with parameters %v, not %v: use another name, or the StorageClass it was created with", name, v.ID, v.Parameters, a.volumeContext)
-	case err != nil && !errors.Is(err, thinpool.ErrNotFound):
-		return nil, fmt.Errorf("look up volume %q: %w", name, err)
-	}
-
 	required, limit, err := capacityRange(req.GetCapacityRange())
 	if err != nil {
 		return nil, err
 	}
-	if a.sourceID != "" {
-		_, err := s.get(a.sourceID, a.sourceKind)
-		if errors.Is(err, thinpool.ErrNotFound) {
-			// Asked for this node's topology, the answer is the spec's
-			// "unable to provision in accessible_topology": the source may
-			// be on another node, and the external-provisioner gives the
-			// claim back to the scheduler on ResourceExhausted only; on
-			// NotFound it would retry here for ever.
-			if hasTopology(req.GetAccessibilityRequirements()) {
-				return nil, status.Errorf(codes.ResourceExhausted, "volume %q from %s %s: %v: %s",
-					name, a.sourceKind, a.sourceID, err, sourceElsewhere(a.sourceKind, s.nodeID))
-			}
-			return nil, fmt.Errorf("volume %q from %s %s: %w: %s", name, a.sourceKind, a.sourceID, err, sourceElsewhere(a.sourceKind, s.nodeID))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("volume %q from %s %s: %w", name, a.sourceKind, a.sourceID, err)
-		}
-	}
+	name := req.GetName()
 	klog.V(4).InfoS("CreateVolume", "name", name, "requiredBytes", required, "limitBytes", limit, "source", a.sourceID)
+	// The engine answers a retry: the volume of that name when it fits
+	// the request (thinpool's Volume.Answers), even once grown or once
+	// its source is gone, and AlreadyExists when it does not.
 	v, err := s.engine.CreateVolume(ctx, thinpool.CreateRequest{
 		Name: name, RequiredBytes: required, LimitBytes: limit, SourceID: a.sourceID, SourceKind: a.sourceKind,
 		Parameters: a.volumeContext, FSMinBytes: a.fsMinBytes, FSType: a.fsType,
 	})
+	if errors.Is(err, thinpool.ErrSourceNotFound) {
+		// Asked for this node's topology, the answer is the spec's
+		// "unable to provision in accessible_topology": the source may be
+		// on another node, and the external-provisioner gives the claim
+		// back to the scheduler on ResourceExhausted only; on NotFound it
+		// would retry here for ever.
+		if hasTopology(req.GetAccessibilityRequirements()) {
+			return nil, status.Errorf(codes.ResourceExhausted, "volume %q from %s %s: %v: %s",
+				name, a.sourceKind, a.sourceID, err, sourceElsewhere(a.sourceKind, s.nodeID))
+		}
+		return nil, fmt.Errorf("volume %q from %s %s: %w: %s", name, a.sourceKind, a.sourceID, err, sourceElsewhere(a.sourceKind, s.nodeID))
+	}
 	if err != nil {
 		return nil, err
 	}

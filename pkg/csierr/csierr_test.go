@@ -27,6 +27,7 @@ func TestStatus(t *testing.T) {
 	}{
 		{fmt.Errorf("create: %w", thinpool.ErrNotFound), codes.NotFound},
 		{fmt.Errorf("x: %w", thinpool.ErrExists), codes.AlreadyExists},
+		{fmt.Errorf("%w: no snapshot has id %q", thinpool.ErrSourceNotFound, "snap-1"), codes.NotFound},
 		{thinpool.ErrNoSpace, codes.ResourceExhausted},
 		{thinpool.ErrOverBudget, codes.ResourceExhausted},
 		{thinpool.ErrInvalidArgument, codes.InvalidArgument},

@@ -1419,8 +1419,9 @@ func TestEngineActivationMode(t *testing.T) {
 
 // List pages are stable: with volumes deleted and created between pages,
 // every volume that lives through the listing is listed exactly once.
-// Names are looked up per kind, and creating a name again is idempotent
-// with the same size and source, ErrExists otherwise.
+// Names are looked up per kind, and creating a name again returns the
+// volume that has it when its source, parameters and size fit the
+// request, ErrExists otherwise.
 func TestEngineListAndNames(t *testing.T) {
 	cfg := ekLoopConfig(t, 128*ekMiB)
 	ctl := ekControl(t)
@@ -1516,8 +1517,11 @@ func TestEngineListAndNames(t *testing.T) {
 	}{
 		{"same size", thinpool.CreateRequest{Name: v3.Name, RequiredBytes: ekMiB}, nil},
 		{"same size once rounded", thinpool.CreateRequest{Name: v3.Name, RequiredBytes: ekMiB - 1}, nil},
+		{"a smaller size it holds", thinpool.CreateRequest{Name: v3.Name, RequiredBytes: 64 * ekKiB}, nil},
 		{"other size", thinpool.CreateRequest{Name: v3.Name, RequiredBytes: 2 * ekMiB}, thinpool.ErrExists},
+		{"a limit under its size", thinpool.CreateRequest{Name: v3.Name, LimitBytes: ekMiB - 64*ekKiB}, thinpool.ErrExists},
 		{"other source", thinpool.CreateRequest{Name: v3.Name, RequiredBytes: ekMiB, SourceID: snap.ID}, thinpool.ErrExists},
+		{"other parameters", thinpool.CreateRequest{Name: v3.Name, RequiredBytes: ekMiB, Parameters: map[string]string{"fsType": "xfs"}}, thinpool.ErrExists},
 	} {
 		got, err := e.CreateVolume(t.Context(), tc.req)
 		if !errors.Is(err, tc.want) || (tc.want == nil && got.ID != v3.ID) {

@@ -89,50 +89,6 @@ func checkAgreement(t *testing.T, e *Engine, fk *fakeKernel) {
 	}
 }
 
-func TestCreateVolumeIsIdempotentByName(t *testing.T) {
-	fk := newFakeKernel()
-	e := testEngine(t, fk)
-	src, err := e.CreateVolume(t.Context(), CreateRequest{Name: "src", RequiredBytes: gib})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := e.CreateVolume(t.Context(), CreateRequest{Name: "a", RequiredBytes: 100*mib + 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.SizeBytes != 100*mib+64*kib {
-		t.Fatalf("size %d, want 100 MiB rounded up to the next 64 KiB block", a.SizeBytes)
-	}
-	cases := []struct {
-		name string
-		req  CreateRequest
-		want error // nil: the same volume
-	}{
-		{"same size", CreateRequest{Name: "a", RequiredBytes: 100*mib + 1}, nil},
-		{"same rounded size", CreateRequest{Name: "a", RequiredBytes: 100*mib + 64*kib}, nil},
-		{"other size", CreateRequest{Name: "a", RequiredBytes: 200 * mib}, ErrExists},
-		{"with a source", CreateRequest{Name: "a", RequiredBytes: gib, SourceID: src.ID}, ErrExists},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			v, err := e.CreateVolume(t.Context(), c.req)
-			if c.want != nil {
-				if !errors.Is(err, c.want) {
-					t.Fatalf("got %v, want %v", err, c.want)
-				}
-				return
-			}
-			if err != nil || v.ID != a.ID || v.ThinID != a.ThinID {
-				t.Fatalf("got %+v, %v; want volume %s again", v, err, a.ID)
-			}
-		})
-	}
-	if n := fk.count("create_thin"); n != 2 {
-		t.Fatalf("%d create_thin for two volumes", n)
-	}
-	checkAgreement(t, e, fk)
-}
-
 func TestCreateCostsOneMessageOneTransactionOneCommit(t *testing.T) {
 	fk := newFakeKernel()
 	e := testEngine(t, fk)

@@ -9,8 +9,12 @@ import (
 var (
 	// ErrNotFound: no volume or snapshot with that id or name.
 	ErrNotFound = errors.New("not found")
-	// ErrExists: the name is taken by a volume or snapshot with different
-	// parameters (size or source).
+	// ErrSourceNotFound: no snapshot or volume here has the id a copy is
+	// to be made from; it may be on another node. It matches ErrNotFound.
+	ErrSourceNotFound = fmt.Errorf("source %w", ErrNotFound)
+	// ErrExists: the name is taken by a volume or snapshot that does not
+	// answer the request: another source, other parameters, or a volume's
+	// size outside the range asked (see (*Volume).Answers).
 	ErrExists = errors.New("exists with different parameters")
 	// ErrNoSpace: the pool is out of data space, or its free data or
 	// metadata space is below its reserve, so nothing new may be created

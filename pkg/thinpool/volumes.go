@@ -14,26 +14,6 @@ import (
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 )
 
-// CreateRequest asks for a volume.
-type CreateRequest struct {
-	Name string
-	// RequiredBytes is the least the volume must hold, LimitBytes the most
-	// it may (0: no limit). VolumeSize picks a new volume's size from
-	// them.
-	RequiredBytes, LimitBytes uint64
-	// SourceID is a snapshot to restore or a volume to clone; empty for a
-	// blank volume. SourceKind, when set, is the kind it must be: an id
-	// of the other kind is not found.
-	SourceID   string
-	SourceKind Kind
-	Parameters map[string]string
-	// FSMinBytes is the smallest device the volume's filesystem can be
-	// made on, and FSType that filesystem, which the error names when the
-	// limit is below it; 0 and "" for a block volume.
-	FSMinBytes uint64
-	FSType     string
-}
-
 const maxNameLen = 1024
 
 func validName(name string) error {
@@ -57,11 +37,15 @@ func (e *Engine) roundUp(size uint64) (uint64, error) {
 
 // CreateVolume creates a blank volume, or a copy of a snapshot or volume
 // that is instant and independent of its source, of the size VolumeSize
-// picks for req. The same name with the same size and source returns the
-// volume created before; with a different size or source it fails with
-// ErrExists. ctx bounds only the waits for the locks of the name, the
-// source and the pool: once the change has begun, it runs to its end or
-// its rollback whatever becomes of ctx.
+// picks for req. A name that is taken is decided by one rule,
+// (*Volume).Answers: the volume of that name is returned when it has the
+// request's source and parameters and a size in its range, even once
+// grown since or once its source is deleted (the name is looked up
+// before the source); otherwise the create fails with ErrExists, which
+// says what differs. A source that does not exist is ErrSourceNotFound,
+// a range that holds no size ErrOutOfRange. ctx bounds only the waits for
+// the locks of the name, the source and the pool: once the change has
+// begun, it runs to its end or its rollback whatever becomes of ctx.
 func (e *Engine) CreateVolume(ctx context.Context, req CreateRequest) (*Volume, error) {
 	if err := validName(req.Name); err != nil {
 		return nil, err
@@ -76,10 +60,14 @@ func (e *Engine) CreateVolume(ctx context.Context, req CreateRequest) (*Volume, 
 	}
 	defer unlock()
 
+	if v, err := e.lookup(KindVolume, req.Name); err != nil {
+		return nil, err
+	} else if v != nil {
+		return e.existingVolume(v, req)
+	}
 	var src *Volume
 	var srcBytes uint64
 	if req.SourceID != "" {
-		var err error
 		if src, err = e.source(req.SourceID, req.SourceKind); err != nil {
 			return nil, err
 		}
@@ -91,24 +79,6 @@ func (e *Engine) CreateVolume(ctx context.Context, req CreateRequest) (*Volume, 
 	}
 	if size, err = e.roundUp(size); err != nil { // refuses a size no pool could hold
 		return nil, err
-	}
-	// existing answers a request for a name that is taken.
-	existing := func(v *Volume) (*Volume, error) {
-		if v.SizeBytes != size || v.SourceID != req.SourceID {
-			return nil, fmt.Errorf("%w: volume %q is %d bytes from %q, not %d bytes from %q",
-				ErrExists, req.Name, v.SizeBytes, v.SourceID, size, req.SourceID)
-		}
-		if src != nil {
-			if err := e.resumeLeftSuspended(src.ID); err != nil {
-				return nil, fmt.Errorf("create volume %q: %w", req.Name, err)
-			}
-		}
-		return v, nil
-	}
-	if v, err := e.lookup(KindVolume, req.Name); err != nil {
-		return nil, err
-	} else if v != nil {
-		return existing(v)
 	}
 
 	v := &Volume{
@@ -130,7 +100,7 @@ func (e *Engine) CreateVolume(ctx context.Context, req CreateRequest) (*Volume, 
 	}
 	var taken *nameTakenError
 	if errors.As(err, &taken) {
-		return existing(taken.v)
+		return e.existingVolume(taken.v, req)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create volume %q: %w", req.Name, err)
@@ -139,10 +109,34 @@ func (e *Engine) CreateVolume(ctx context.Context, req CreateRequest) (*Volume, 
 	return e.ready(v), nil
 }
 
-// source returns the record a copy is to be made from: ErrNotFound when
-// no record has the id, or only one of another kind than kind ("": either).
+// existingVolume answers a create whose name v has, whether the look-up
+// found it or the recovery before the change settled it: v when it
+// answers req, once a source that a copy left suspended is resumed.
+func (e *Engine) existingVolume(v *Volume, req CreateRequest) (*Volume, error) {
+	if err := v.Answers(req); err != nil {
+		return nil, err
+	}
+	if req.SourceID != "" {
+		if err := e.resumeLeftSuspended(req.SourceID); err != nil {
+			return nil, fmt.Errorf("create volume %q: %w", req.Name, err)
+		}
+	}
+	klog.V(4).InfoS("The volume of that name answers the create", "name", req.Name, "id", v.ID, "bytes", v.SizeBytes)
+	return v, nil
+}
+
+// source returns the record a copy is to be made from: ErrSourceNotFound
+// when no record has the id, ErrNotFound when the record is of another
+// kind than kind ("": either).
 func (e *Engine) source(id string, kind Kind) (*Volume, error) {
+	what := kind
+	if what == "" {
+		what = "volume or snapshot"
+	}
 	v, err := e.Get(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: no %s has id %q", ErrSourceNotFound, what, id)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", id, err)
 	}
