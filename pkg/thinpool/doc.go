@@ -8,7 +8,17 @@
 // pool's transaction id is advanced with a compare-and-swap. The
 // transaction id is the commit point: at start, an intent the pool never
 // reached is rolled back and one it reached is completed, so the records
-// and the pool's thin ids always agree. The package knows nothing of CSI.
+// and the pool's thin ids always agree. The package does not import CSI,
+// though its messages name what a user sets: a StorageClass, a capacity
+// range's required_bytes and limit_bytes.
+//
+// Names: creating a name that is taken returns the record of that name
+// when it answers the request, and fails with ErrExists, saying what
+// differs, when it does not. For a volume the one rule is
+// (*Volume).Answers: the same source, equal parameters and a size within
+// the range asked (a volume grown since still answers under the limit).
+// The name is looked up before the source, so a retry is answered once its
+// source is gone. A new volume's size is VolumeSize's.
 //
 // Locks: calls on the same id, or creating the same name, wait for each
 // other on the engine's own per-key locks (locks.go), so that the engine
