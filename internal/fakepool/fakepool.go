@@ -147,6 +147,11 @@ func (p *Pool) Active(id string) (active, readOnly bool) {
 	return d != nil, d != nil && d.readOnly
 }
 
+// NodePath is the device node a volume has while it is active, known
+// before it is activated: a test scripts the commands a handler will run
+// on it.
+func (p *Pool) NodePath(id string) string { return filepath.Join(p.devDir, "dm-"+id) }
+
 // Calls is how many times method was called.
 func (p *Pool) Calls(method string) int {
 	p.mu.Lock()
@@ -449,7 +454,7 @@ func (p *Pool) ActivateDevice(ctx context.Context, id string, readOnly bool) (th
 		d.bytes = v.SizeBytes
 		return thinpool.Activation{Path: d.path}, nil
 	}
-	path := filepath.Join(p.devDir, "dm-"+id)
+	path := p.NodePath(id)
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		return thinpool.Activation{}, fmt.Errorf("activate %s: %w", id, err)
 	}

@@ -1,6 +1,7 @@
 package fakepool
 
 import (
+	"os"
 	"testing"
 
 	"github.com/csi-thin/csi-thin/internal/pooltest"
@@ -22,4 +23,25 @@ func TestPoolContract(t *testing.T) {
 			}
 		},
 	})
+}
+
+// NodePath names the device node before the volume is active, and the
+// activation makes that node.
+func TestNodePath(t *testing.T) {
+	p := NewT(t, Options{})
+	v, err := p.CreateVolume(t.Context(), thinpool.CreateRequest{Name: "a", RequiredBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := p.NodePath(v.ID)
+	a, err := p.ActivateDevice(t.Context(), v.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Path != want {
+		t.Errorf("activated at %s, NodePath said %s", a.Path, want)
+	}
+	if _, err := os.Stat(want); err != nil {
+		t.Errorf("the device node: %v", err)
+	}
 }
