@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -46,7 +45,7 @@ func (s *Server) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	if _, err := s.engine.Get(id); err != nil {
 		return nil, err
 	}
-	fi, err := os.Stat(path)
+	fi, err := s.stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, status.Errorf(codes.NotFound, "volume %s is not at %s: the path does not exist", id, path)
 	}

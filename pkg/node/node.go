@@ -37,6 +37,10 @@ type Server struct {
 	maxVolumes int64
 	mounter    *mount.SafeFormatAndMount
 	resizer    *mount.ResizeFs
+	// stat is os.Stat. A block volume's target is a block device once the
+	// device node is bind-mounted onto it, which a fake mounter cannot
+	// make: the unit tests stat through their own.
+	stat func(string) (fs.FileInfo, error)
 }
 
 // New returns a node server.
@@ -51,6 +55,7 @@ func New(o Options) *Server {
 		maxVolumes: o.MaxVolumes,
 		mounter:    m,
 		resizer:    mount.NewResizeFs(m.Exec),
+		stat:       os.Stat,
 	}
 }
 

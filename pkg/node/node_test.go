@@ -197,7 +197,7 @@ func TestNodeGetInfo(t *testing.T) {
 
 func TestNewDefaultMounter(t *testing.T) {
 	s := New(Options{})
-	if s.mounter == nil || s.mounter.Interface == nil || s.mounter.Exec == nil || s.resizer == nil {
+	if s.mounter == nil || s.mounter.Interface == nil || s.mounter.Exec == nil || s.resizer == nil || s.stat == nil {
 		t.Fatalf("New without a mounter: %+v", s)
 	}
 }

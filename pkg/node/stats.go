@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
@@ -39,7 +38,7 @@ func (s *Server) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeSta
 // size of the volume's active device; for a mount, its filesystem's bytes
 // and inodes.
 func (s *Server) volumeUsage(id, path string) ([]*csi.VolumeUsage, error) {
-	fi, err := os.Stat(path)
+	fi, err := s.stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, status.Errorf(codes.NotFound, "volume %s is not at %s: the path does not exist", id, path)
 	}
