@@ -10,41 +10,68 @@ import (
 	mount "k8s.io/mount-utils"
 	"k8s.io/utils/exec"
 	testingexec "k8s.io/utils/exec/testing"
+
+	"github.com/csi-thin/csi-thin/pkg/csierr"
 )
 
-// run is one command a test expects, and what it answers.
+// run is one command a test expects, and what it answers. do, if set,
+// runs while the command does.
 type run struct {
 	argv []string
 	out  string
 	err  error
+	do   func()
 }
 
 // exitStatus is a command's failure with an exit status.
 func exitStatus(n int) error { return testingexec.FakeExitError{Status: n} }
 
-// scriptedExec expects the commands in order and checks at the end of the
-// test that all of them ran.
-func scriptedExec(t *testing.T, runs ...run) *testingexec.FakeExec {
+// script is a scripted exec: it expects the commands in order, and
+// checks at the end of the test that all of them ran.
+type script struct {
+	t  *testing.T
+	fe *testingexec.FakeExec
+}
+
+func newScript(t *testing.T) *script {
 	t.Helper()
-	fe := &testingexec.FakeExec{}
+	s := &script{t: t, fe: &testingexec.FakeExec{}}
+	t.Cleanup(func() {
+		if s.fe.CommandCalls != len(s.fe.CommandScript) {
+			t.Errorf("ran %d commands, want %d", s.fe.CommandCalls, len(s.fe.CommandScript))
+		}
+	})
+	return s
+}
+
+// expect adds commands to those the script expects.
+func (s *script) expect(runs ...run) {
 	for _, r := range runs {
-		fe.CommandScript = append(fe.CommandScript, func(cmd string, args ...string) exec.Cmd {
+		s.fe.CommandScript = append(s.fe.CommandScript, func(cmd string, args ...string) exec.Cmd {
 			if got := append([]string{cmd}, args...); !slices.Equal(got, r.argv) {
-				t.Errorf("ran %q, want %q", got, r.argv)
+				s.t.Errorf("ran %q, want %q", got, r.argv)
 			}
 			return testingexec.InitFakeCmd(&testingexec.FakeCmd{
 				CombinedOutputScript: []testingexec.FakeAction{
-					func() ([]byte, []byte, error) { return []byte(r.out), nil, r.err },
+					func() ([]byte, []byte, error) {
+						if r.do != nil {
+							r.do()
+						}
+						return []byte(r.out), nil, r.err
+					},
 				},
 			}, cmd, args...)
 		})
 	}
-	t.Cleanup(func() {
-		if fe.CommandCalls != len(runs) {
-			t.Errorf("ran %d commands, want %d", fe.CommandCalls, len(runs))
-		}
-	})
-	return fe
+}
+
+// scriptedExec expects the commands in order and checks at the end of the
+// test that all of them ran.
+func scriptedExec(t *testing.T, runs ...run) *testingexec.FakeExec {
+	t.Helper()
+	s := newScript(t)
+	s.expect(runs...)
+	return s.fe
 }
 
 // testServer is a server without an engine over a fake mounter.
@@ -90,6 +117,15 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 	}
 	if st.Code() != want {
 		t.Fatalf("code %s (%v), want %s", st.Code(), err, want)
+	}
+}
+
+// wantCSI checks that err has the CSI code want, as the driver gives it
+// to the caller (OK: no error).
+func wantCSI(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	if got := csierr.Code(err); got != want {
+		t.Fatalf("code %s (%v), want %s", got, err, want)
 	}
 }
 
