@@ -20,7 +20,8 @@ const gib = 1 << 30
 
 // nodeFixture is a node server as it runs on a node, over a fake pool, a
 // fake mounter and a scripted exec, so that a handler's engine calls,
-// mounts and commands are all seen. Staging paths and targets live in a
+// mounts and commands are all seen. As on a node, a device is held open
+// while its filesystem is mounted. Staging paths and targets live in a
 // temporary directory.
 type nodeFixture struct {
 	t      *testing.T
@@ -29,6 +30,7 @@ type nodeFixture struct {
 	script *script
 	s      *Server
 	dir    string
+	held   map[string]bool // the devices the mounts hold, by id
 }
 
 func newNodeFixture(t *testing.T) *nodeFixture { return newNodeFixtureOver(t, nil) }
@@ -43,11 +45,13 @@ func newNodeFixtureOver(t *testing.T, wrap func(*mount.FakeMounter) mount.Interf
 		m:      mount.NewFakeMounter(nil),
 		script: newScript(t),
 		dir:    t.TempDir(),
+		held:   map[string]bool{},
 	}
 	var m mount.Interface = f.m
 	if wrap != nil {
 		m = wrap(f.m)
 	}
+	m = holdingMounter{m, f}
 	f.s = New(Options{Engine: f.pool, NodeID: "node-1", Mounter: mount.NewSafeFormatAndMount(m, f.script.fe)})
 	f.s.stat = f.stat
 	return f
@@ -86,6 +90,61 @@ func (f *nodeFixture) staged(id string, c *csi.VolumeCapability) {
 	}
 	if !block {
 		f.m.MountPoints = append(f.m.MountPoints, mount.MountPoint{Device: f.device(id), Path: staging, Type: volcap.FsType(c, nil)})
+		f.syncHolds()
+	}
+}
+
+// holdingMounter has the fake pool's devices held while their filesystem
+// is mounted, as the kernel has them open: Deactivate then answers
+// ErrInUse.
+type holdingMounter struct {
+	mount.Interface
+	f *nodeFixture
+}
+
+func (h holdingMounter) Mount(source, target, fstype string, options []string) error {
+	defer h.f.syncHolds()
+	return h.Interface.Mount(source, target, fstype, options)
+}
+
+func (h holdingMounter) MountSensitive(source, target, fstype string, options, sensitive []string) error {
+	defer h.f.syncHolds()
+	return h.Interface.MountSensitive(source, target, fstype, options, sensitive)
+}
+
+func (h holdingMounter) Unmount(target string) error {
+	defer h.f.syncHolds()
+	return h.Interface.Unmount(target)
+}
+
+// syncHolds holds the device of every filesystem mounted at a directory,
+// and releases the others. A device node bind-mounted onto a file, as a
+// block volume is published, does not open the device.
+func (f *nodeFixture) syncHolds() {
+	f.t.Helper()
+	mounted := map[string]bool{}
+	mps, _ := f.m.List()
+	for _, mp := range mps {
+		if fi, err := os.Stat(mp.Path); err == nil && fi.IsDir() && f.isDevice(mp.Device) {
+			mounted[strings.TrimPrefix(filepath.Base(mp.Device), "dm-")] = true
+		}
+	}
+	for id := range mounted {
+		if !f.held[id] {
+			if err := f.pool.Hold(id); err != nil {
+				f.t.Errorf("a filesystem is mounted from a device that is not active: %v", err)
+				continue
+			}
+			f.held[id] = true
+		}
+	}
+	for id := range f.held {
+		if !mounted[id] {
+			if err := f.pool.Release(id); err != nil {
+				f.t.Error(err)
+			}
+			delete(f.held, id)
+		}
 	}
 }
 
