@@ -118,6 +118,10 @@ func (s *Server) publishMount(p publication) (err error) {
 		return err
 	}
 	if mp != nil {
+		if !s.isDir(p.target) {
+			return status.Errorf(codes.AlreadyExists, "target path %s is a file with %s mounted, as a block volume is published: "+
+				"a mount volume is published onto a directory; unpublish what is mounted there first", p.target, mp.Device)
+		}
 		if !sameDevice(mp.Device, src.Device) {
 			return status.Errorf(codes.AlreadyExists, "target path %s has %s mounted, not volume %s (%s)",
 				p.target, mp.Device, p.id, src.Device)
@@ -151,6 +155,12 @@ func (s *Server) publishBlock(p publication, device string) error {
 		return err
 	}
 	if mp != nil {
+		// A mount volume's publication, a directory, has the same device
+		// mounted: it is told by its kind.
+		if s.isDir(p.target) {
+			return status.Errorf(codes.AlreadyExists, "target path %s is a directory with %s mounted, as a mount volume is published: "+
+				"a block volume is published onto a file; unpublish what is mounted there first", p.target, mp.Device)
+		}
 		// The bind-mounted target is the device node itself; /proc/mounts
 		// names the filesystem /dev is on, so the node is compared too.
 		if !sameDevice(p.target, device) && !sameDevice(mp.Device, device) {
@@ -177,6 +187,12 @@ func (s *Server) publishBlock(p publication, device string) error {
 		return fmt.Errorf("bind-mount %s at %s: %w", device, p.target, err)
 	}
 	return nil
+}
+
+// isDir reports whether path is a directory.
+func (s *Server) isDir(path string) bool {
+	fi, err := s.stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // createFile creates the file a block volume is bind-mounted onto.

@@ -88,24 +88,37 @@ func TestNodePublishVolumeAgain(t *testing.T) {
 		name        string
 		first, then pub
 		want        codes.Code
-		mounts      int // binds made, the first's included
+		mounts      int                   // binds made, the first's included
+		stagedAs    *csi.VolumeCapability // the first's capability if nil
 	}{
-		{"mount, the same", pub{mountCap(rwo, "ext4"), false, "a"}, pub{mountCap(rwo, "ext4"), false, "a"}, codes.OK, 1},
-		{"mount, read-only after read-write", pub{mountCap(rwo, "ext4"), false, "a"}, pub{mountCap(rwo, "ext4"), true, "a"}, codes.AlreadyExists, 1},
-		{"mount, read-write after read-only", pub{mountCap(rwo, "ext4"), true, "a"}, pub{mountCap(rwo, "ext4"), false, "a"}, codes.AlreadyExists, 1},
-		{"mount, reader-only after read-write", pub{mountCap(rwo, "ext4"), false, "a"}, pub{mountCap(rox, "ext4"), false, "a"}, codes.AlreadyExists, 1},
-		{"block, the same", pub{blockCap(rwo), false, "a"}, pub{blockCap(rwo), false, "a"}, codes.OK, 1},
-		{"block, read-only after read-write", pub{blockCap(rwo), false, "a"}, pub{blockCap(rwo), true, "a"}, codes.AlreadyExists, 1},
-		{"single writer, another target", pub{mountCap(rwop, "ext4"), false, "a"}, pub{mountCap(rwop, "ext4"), false, "b"}, codes.FailedPrecondition, 1},
-		{"single writer block, another target", pub{blockCap(rwop), false, "a"}, pub{blockCap(rwop), false, "b"}, codes.FailedPrecondition, 1},
-		{"multi writer, another target", pub{mountCap(snmw, "ext4"), false, "a"}, pub{mountCap(snmw, "ext4"), false, "b"}, codes.OK, 2},
-		{"single node writer, another target", pub{mountCap(rwo, "ext4"), false, "a"}, pub{mountCap(rwo, "ext4"), false, "b"}, codes.OK, 2},
+		{"mount, the same", pub{mountCap(rwo, "ext4"), false, "a"}, pub{mountCap(rwo, "ext4"), false, "a"}, codes.OK, 1, nil},
+		{"mount, read-only after read-write", pub{mountCap(rwo, "ext4"), false, "a"}, pub{mountCap(rwo, "ext4"), true, "a"}, codes.AlreadyExists, 1, nil},
+		{"mount, read-write after read-only", pub{mountCap(rwo, "ext4"), true, "a"}, pub{mountCap(rwo, "ext4"), false, "a"}, codes.AlreadyExists, 1, nil},
+		{"mount, reader-only after read-write", pub{mountCap(rwo, "ext4"), false, "a"}, pub{mountCap(rox, "ext4"), false, "a"}, codes.AlreadyExists, 1, nil},
+		{"block, the same", pub{blockCap(rwo), false, "a"}, pub{blockCap(rwo), false, "a"}, codes.OK, 1, nil},
+		{"block, read-only after read-write", pub{blockCap(rwo), false, "a"}, pub{blockCap(rwo), true, "a"}, codes.AlreadyExists, 1, nil},
+		{"single writer, another target", pub{mountCap(rwop, "ext4"), false, "a"}, pub{mountCap(rwop, "ext4"), false, "b"}, codes.FailedPrecondition, 1, nil},
+		{"single writer block, another target", pub{blockCap(rwop), false, "a"}, pub{blockCap(rwop), false, "b"}, codes.FailedPrecondition, 1, nil},
+		{"multi writer, another target", pub{mountCap(snmw, "ext4"), false, "a"}, pub{mountCap(snmw, "ext4"), false, "b"}, codes.OK, 2, nil},
+		{"single node writer, another target", pub{mountCap(rwo, "ext4"), false, "a"}, pub{mountCap(rwo, "ext4"), false, "b"}, codes.OK, 2, nil},
+		{
+			"block at the target of a mount publication", pub{mountCap(rwo, "ext4"), false, "a"}, pub{blockCap(rwo), false, "a"},
+			codes.AlreadyExists, 1, nil,
+		},
+		{
+			"mount at the target of a block publication", pub{blockCap(rwo), false, "a"}, pub{mountCap(rwo, "ext4"), false, "a"},
+			codes.AlreadyExists, 1, mountCap(rwo, "ext4"),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newNodeFixture(t)
 			id := f.volume("pv-1")
-			f.staged(id, tt.first.cap)
+			stagedAs := tt.first.cap
+			if tt.stagedAs != nil {
+				stagedAs = tt.stagedAs
+			}
+			f.staged(id, stagedAs)
 			first := f.targetPath(tt.first.pod)
 			if err := f.publish(id, first, tt.first.cap, tt.first.readOnly); err != nil {
 				t.Fatal(err)
