@@ -52,7 +52,7 @@ func newNodeFixtureOver(t *testing.T, wrap func(*mount.FakeMounter) mount.Interf
 		m = wrap(f.m)
 	}
 	m = holdingMounter{m, f}
-	f.s = New(Options{Engine: f.pool, NodeID: "node-1", Mounter: mount.NewSafeFormatAndMount(m, f.script.fe)})
+	f.s = New(Options{Engine: f.pool, NodeID: "node-1", Mounter: mount.NewSafeFormatAndMount(m, f.script)})
 	f.s.stat = f.stat
 	return f
 }

@@ -1,8 +1,10 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -27,18 +29,25 @@ type run struct {
 func exitStatus(n int) error { return testingexec.FakeExitError{Status: n} }
 
 // script is a scripted exec: it expects the commands in order, and
-// checks at the end of the test that all of them ran.
+// checks at the end of the test that all of them ran. A command it does
+// not expect fails the test and exits 127.
 type script struct {
-	t  *testing.T
-	fe *testingexec.FakeExec
+	t    *testing.T
+	mu   sync.Mutex
+	runs []run
+	next int
 }
+
+var _ exec.Interface = (*script)(nil)
 
 func newScript(t *testing.T) *script {
 	t.Helper()
-	s := &script{t: t, fe: &testingexec.FakeExec{}}
+	s := &script{t: t}
 	t.Cleanup(func() {
-		if s.fe.CommandCalls != len(s.fe.CommandScript) {
-			t.Errorf("ran %d commands, want %d", s.fe.CommandCalls, len(s.fe.CommandScript))
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.next != len(s.runs) {
+			t.Errorf("ran %d commands, want %d: %q did not run", s.next, len(s.runs), s.runs[s.next].argv)
 		}
 	})
 	return s
@@ -46,32 +55,50 @@ func newScript(t *testing.T) *script {
 
 // expect adds commands to those the script expects.
 func (s *script) expect(runs ...run) {
-	for _, r := range runs {
-		s.fe.CommandScript = append(s.fe.CommandScript, func(cmd string, args ...string) exec.Cmd {
-			if got := append([]string{cmd}, args...); !slices.Equal(got, r.argv) {
-				s.t.Errorf("ran %q, want %q", got, r.argv)
-			}
-			return testingexec.InitFakeCmd(&testingexec.FakeCmd{
-				CombinedOutputScript: []testingexec.FakeAction{
-					func() ([]byte, []byte, error) {
-						if r.do != nil {
-							r.do()
-						}
-						return []byte(r.out), nil, r.err
-					},
-				},
-			}, cmd, args...)
-		})
-	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runs = append(s.runs, runs...)
 }
+
+func (s *script) Command(cmd string, args ...string) exec.Cmd {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	argv := append([]string{cmd}, args...)
+	r := run{argv: argv, err: exitStatus(127)}
+	if s.next < len(s.runs) {
+		r = s.runs[s.next]
+		s.next++
+		if !slices.Equal(argv, r.argv) {
+			s.t.Errorf("ran %q, want %q", argv, r.argv)
+		}
+	} else {
+		s.t.Errorf("ran %q, want no more commands", argv)
+	}
+	return testingexec.InitFakeCmd(&testingexec.FakeCmd{
+		CombinedOutputScript: []testingexec.FakeAction{
+			func() ([]byte, []byte, error) {
+				if r.do != nil {
+					r.do()
+				}
+				return []byte(r.out), nil, r.err
+			},
+		},
+	}, cmd, args...)
+}
+
+func (s *script) CommandContext(_ context.Context, cmd string, args ...string) exec.Cmd {
+	return s.Command(cmd, args...)
+}
+
+func (s *script) LookPath(file string) (string, error) { return file, nil }
 
 // scriptedExec expects the commands in order and checks at the end of the
 // test that all of them ran.
-func scriptedExec(t *testing.T, runs ...run) *testingexec.FakeExec {
+func scriptedExec(t *testing.T, runs ...run) exec.Interface {
 	t.Helper()
 	s := newScript(t)
 	s.expect(runs...)
-	return s.fe
+	return s
 }
 
 // testServer is a server without an engine over a fake mounter.
