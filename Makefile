@@ -188,8 +188,11 @@ e2e-dry-run: ## list the external storage specs of csi-thin, CI subset, fast and
 e2e-images-check: ## build the storage tests' images and run in a node what the specs run in them (root; not part of check)
 	GO=$(GO) test/cluster/e2e/check-images
 
+# e2e.test is built before the cluster comes up: the command runs inside
+# the cluster's network namespace, where the Go module proxy is out of
+# reach, and a cold module cache has none of the suite's modules.
 test-e2e: $(HELM) ## every external storage spec of csi-thin, in shards, on a cluster (root; not part of check)
-	GO=$(GO) $(CLUSTER_RUN) test/cluster/e2e/run -s all $(E2E_ARGS)
+	e2e=$$(GO=$(GO) test/cluster/build-e2e) && E2E_BINS=$$e2e GO=$(GO) $(CLUSTER_RUN) test/cluster/e2e/run -s all $(E2E_ARGS)
 
 test-e2e-ci: $(HELM) ## the CI subset of the external storage specs (one or two a capability), on a cluster (root; CI runs it)
-	GO=$(GO) $(CLUSTER_RUN) test/cluster/e2e/run -s ci $(E2E_ARGS)
+	e2e=$$(GO=$(GO) test/cluster/build-e2e) && E2E_BINS=$$e2e GO=$(GO) $(CLUSTER_RUN) test/cluster/e2e/run -s ci $(E2E_ARGS)
