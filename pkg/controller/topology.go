@@ -2,6 +2,8 @@ package controller
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -17,15 +19,32 @@ func onNode(t *csi.Topology, nodeID string) bool {
 }
 
 // checkTopology returns nil when accessibility requirements allow a
-// volume on node nodeID: none are given, or the requisite or preferred
-// topologies name the node. Otherwise it returns ResourceExhausted: this
-// node's controller cannot provision elsewhere.
+// volume on node nodeID: none are given, or the requisite topologies name
+// the node, or, when none is requisite, the preferred ones do. The
+// requisite ones decide, as the CSI spec has it: the volume must be
+// accessible from one of them, and a preferred topology must be one of
+// them too, else the request is InvalidArgument. A node they do not name
+// is ResourceExhausted: this node's controller cannot provision elsewhere.
 func checkTopology(req *csi.TopologyRequirement, nodeID string) error {
-	all := append(append([]*csi.Topology(nil), req.GetRequisite()...), req.GetPreferred()...)
-	if len(all) == 0 {
+	requisite, preferred := req.GetRequisite(), req.GetPreferred()
+	if len(requisite) > 0 {
+		for _, p := range preferred {
+			if !slices.ContainsFunc(requisite, func(r *csi.Topology) bool { return maps.Equal(r.GetSegments(), p.GetSegments()) }) {
+				return status.Errorf(codes.InvalidArgument,
+					"accessibility requirements: the preferred topology %v is not among the requisite ones (%s), and the CSI spec "+
+						"requires every preferred topology to be requisite too: fix the caller's accessibility_requirements",
+					p.GetSegments(), describeTopologies(requisite))
+			}
+		}
+	}
+	allowed := requisite
+	if len(allowed) == 0 {
+		allowed = preferred
+	}
+	if len(allowed) == 0 {
 		return nil
 	}
-	for _, t := range all {
+	for _, t := range allowed {
 		if onNode(t, nodeID) {
 			return nil
 		}
@@ -34,7 +53,7 @@ func checkTopology(req *csi.TopologyRequirement, nodeID string) error {
 		"this csi-thin controller provisions on node %q only, and the accessibility requirements name %s: "+
 			"the csi-thin of one of those nodes must provision it; run the csi-provisioner and csi-snapshotter sidecars "+
 			"with --node-deployment and use a StorageClass with volumeBindingMode WaitForFirstConsumer",
-		nodeID, describeTopologies(all))
+		nodeID, describeTopologies(allowed))
 }
 
 // describeTopologies names the nodes of topologies for a message, the first

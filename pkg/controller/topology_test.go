@@ -19,6 +19,7 @@ func TestCheckTopology(t *testing.T) {
 		name string
 		req  *csi.TopologyRequirement
 		code codes.Code
+		msg  string // in the message; `"n1"` for ResourceExhausted
 	}{
 		{name: "none", req: nil},
 		{name: "empty", req: &csi.TopologyRequirement{}},
@@ -34,6 +35,17 @@ func TestCheckTopology(t *testing.T) {
 		{name: "preferred another node", req: &csi.TopologyRequirement{Preferred: []*csi.Topology{node("n2")}}, code: codes.ResourceExhausted},
 		{name: "no csi-thin segment", req: &csi.TopologyRequirement{Requisite: []*csi.Topology{other}}, code: codes.ResourceExhausted},
 		{name: "a node whose name extends this one's", req: &csi.TopologyRequirement{Requisite: []*csi.Topology{node("n10")}}, code: codes.ResourceExhausted},
+		{name: "requisite other nodes, preferred one of them", req: &csi.TopologyRequirement{
+			Requisite: []*csi.Topology{node("n2"), node("n3")}, Preferred: []*csi.Topology{node("n3")}}, code: codes.ResourceExhausted},
+
+		// The volume must be accessible from a requisite topology, and
+		// every preferred one must be requisite too.
+		{name: "requisite another node, preferred this node", req: &csi.TopologyRequirement{
+			Requisite: []*csi.Topology{node("n2")}, Preferred: []*csi.Topology{node("n1")}}, code: codes.InvalidArgument,
+			msg: "is not among the requisite ones (node \"n2\")"},
+		{name: "requisite this node, preferred another", req: &csi.TopologyRequirement{
+			Requisite: []*csi.Topology{node("n1")}, Preferred: []*csi.Topology{node("n2")}}, code: codes.InvalidArgument,
+			msg: "fix the caller's accessibility_requirements"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,8 +53,12 @@ func TestCheckTopology(t *testing.T) {
 			if status.Code(err) != tt.code {
 				t.Fatalf("checkTopology = %v, want code %s", err, tt.code)
 			}
-			if err != nil && !strings.Contains(err.Error(), `"n1"`) {
-				t.Fatalf("message %q does not name this node", err)
+			msg := tt.msg
+			if tt.code == codes.ResourceExhausted {
+				msg = `"n1"` // names this node
+			}
+			if err != nil && !strings.Contains(err.Error(), msg) {
+				t.Fatalf("message %q does not say %s", err, msg)
 			}
 		})
 	}
