@@ -291,7 +291,7 @@ func (p *Pool) CreateSnapshot(ctx context.Context, name, sourceID string, params
 	}
 	if v := p.byName(thinpool.KindSnapshot, name); v != nil {
 		if v.SourceID != sourceID {
-			return nil, fmt.Errorf("%w: snapshot %q is of %s, not %s", thinpool.ErrExists, name, v.SourceID, sourceID)
+			return nil, fmt.Errorf("%w: snapshot %q is of %s, not %s: use another name for a snapshot of %s", thinpool.ErrExists, name, v.SourceID, sourceID, sourceID)
 		}
 		return clone(v), nil
 	}

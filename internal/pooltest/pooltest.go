@@ -7,6 +7,7 @@ package pooltest
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
@@ -161,6 +162,9 @@ func createSnapshot(t *testing.T, h Harness) {
 	}
 	_, err := p.CreateSnapshot(ctx, "s", w.ID, nil)
 	wantErr(t, "the name from another volume", err, thinpool.ErrExists)
+	if err != nil && !strings.Contains(err.Error(), "use another name") {
+		t.Errorf("the name from another volume: %q does not say to use another name", err)
+	}
 	_, err = p.CreateSnapshot(ctx, "t", s.ID, nil)
 	wantErr(t, "a snapshot of a snapshot", err, thinpool.ErrInvalidArgument)
 	_, err = p.CreateSnapshot(ctx, "u", "vol-missing", nil)

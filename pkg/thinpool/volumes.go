@@ -163,7 +163,7 @@ func (e *Engine) CreateSnapshot(ctx context.Context, name, sourceID string, para
 	// existing answers a request for a name that is taken.
 	existing := func(v *Volume) (*Volume, error) {
 		if v.SourceID != sourceID {
-			return nil, fmt.Errorf("%w: snapshot %q is of %s, not %s", ErrExists, name, v.SourceID, sourceID)
+			return nil, fmt.Errorf("%w: snapshot %q is of %s, not %s: use another name for a snapshot of %s", ErrExists, name, v.SourceID, sourceID, sourceID)
 		}
 		if err := e.resumeLeftSuspended(sourceID); err != nil {
 			return nil, fmt.Errorf("snapshot %q of %s: %w", name, sourceID, err)
