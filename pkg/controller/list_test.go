@@ -104,7 +104,7 @@ func TestListVolumes(t *testing.T) {
 			return resp.GetNextToken()
 		}, want: []string{"v4", "v5"}},
 		{name: "a token it did not give", token: func(*fixture) string { return "page-2" },
-			code: codes.Aborted, says: []string{`"page-2"`}},
+			code: codes.Aborted, says: []string{`"page-2"`, "list again from the start, without a starting_token"}},
 		{name: "a snapshot list's token", max: 1, token: func(f *fixture) string { return f.id("s1") }, code: codes.Aborted},
 	}
 	runList(t, tests, seed, func(f *fixture, tt listCase, token string) ([]string, string, error) {
@@ -157,7 +157,8 @@ func TestListSnapshots(t *testing.T) {
 		{name: "by id and another volume", snapshot: "a2", source: "b"},
 		{name: "by an id not here", snapshot: "x"},
 		{name: "by a volume's id", snapshot: "a"},
-		{name: "a token it did not give", max: 1, token: func(*fixture) string { return "x" }, code: codes.Aborted},
+		{name: "a token it did not give", max: 1, token: func(*fixture) string { return "x" },
+			code: codes.Aborted, says: []string{"without a starting_token"}},
 		{name: "a volume list's token, with a filter", source: "a", token: func(f *fixture) string { return f.id("a") },
 			code: codes.Aborted},
 	}

@@ -1,14 +1,26 @@
 package controller
 
-import "github.com/csi-thin/csi-thin/pkg/thinpool"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/csi-thin/csi-thin/pkg/thinpool"
+)
 
 // lister is the engine's List of one kind: up to max (0: all) records in
 // id order from token, and the token of the next page, "" after the last.
 type lister func(token string, max int) ([]*thinpool.Volume, string, error)
 
+// lister is the engine's List of kind; a token the engine did not give
+// fails with its ErrInvalidToken (ABORTED), saying what the caller does
+// next.
 func (s *Server) lister(kind thinpool.Kind) lister {
 	return func(token string, max int) ([]*thinpool.Volume, string, error) {
-		return s.engine.List(kind, token, max)
+		recs, next, err := s.engine.List(kind, token, max)
+		if errors.Is(err, thinpool.ErrInvalidToken) {
+			err = fmt.Errorf("starting_token: %w: list again from the start, without a starting_token", err)
+		}
+		return recs, next, err
 	}
 }
 
