@@ -94,6 +94,15 @@ func (f *fixture) hold(name string, readOnly bool) {
 	}
 }
 
+// failDevice activates a volume's device and makes it report failure.
+func (f *fixture) failDevice(name string) {
+	f.t.Helper()
+	f.activate(name, false)
+	if err := f.pool.FailDevice(f.id(name)); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // records are the ids of the pool's records of a kind, in id order.
 func (f *fixture) records(kind thinpool.Kind) []string {
 	f.t.Helper()
