@@ -60,7 +60,7 @@ func TestCreateSnapshot(t *testing.T) {
 		{name: "the same name of the same volume again", setup: first, req: snapshotOf("vol"), source: "vol", bytes: gib, again: true},
 		{name: "the same again, the volume deleted since", setup: func(f *fixture) { first(f); f.remove("vol") },
 			req: snapshotOf("vol"), source: "vol", bytes: gib, again: true},
-		{name: "the same again while the pool is full", setup: func(f *fixture) { first(f); f.pool.SetHealth(poolFull) },
+		{name: "the same again while the pool is full", setup: func(f *fixture) { first(f); f.pool.SetHealth(errPoolFull) },
 			req: snapshotOf("vol"), source: "vol", bytes: gib, again: true},
 		{name: "the same name of another volume", setup: first, req: snapshotOf("other"),
 			code: codes.AlreadyExists, says: []string{`snapshot "snap-1" is of vol-`, "use another name"}},
@@ -76,9 +76,9 @@ func TestCreateSnapshot(t *testing.T) {
 				f.t.Fatal(err)
 			}
 		}, req: snapshotOf("other"), code: codes.ResourceExhausted, says: []string{"budget"}},
-		{name: "pool full", setup: func(f *fixture) { f.pool.SetHealth(poolFull) }, req: snapshotOf("vol"),
+		{name: "pool full", setup: func(f *fixture) { f.pool.SetHealth(errPoolFull) }, req: snapshotOf("vol"),
 			code: codes.ResourceExhausted, says: []string{"delete volumes or grow the pool"}},
-		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(poolUnhealthy) }, req: snapshotOf("vol"),
+		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(errPoolUnhealthy) }, req: snapshotOf("vol"),
 			code: codes.Unavailable},
 	}
 	for _, tt := range tests {

@@ -172,12 +172,12 @@ func TestCreateVolume(t *testing.T) {
 		{name: "more than the budget has left", edit: func(_ *fixture, r *csi.CreateVolumeRequest) {
 			r.CapacityRange = &csi.CapacityRange{RequiredBytes: budget}
 		}, code: codes.ResourceExhausted, says: []string{"budget"}},
-		{name: "pool full", setup: func(f *fixture) { f.pool.SetHealth(poolFull) },
+		{name: "pool full", setup: func(f *fixture) { f.pool.SetHealth(errPoolFull) },
 			code: codes.ResourceExhausted, says: []string{"delete volumes or grow the pool"}},
-		{name: "pool full: a restore too", setup: func(f *fixture) { f.pool.SetHealth(poolFull) }, edit: func(f *fixture, r *csi.CreateVolumeRequest) {
+		{name: "pool full: a restore too", setup: func(f *fixture) { f.pool.SetHealth(errPoolFull) }, edit: func(f *fixture, r *csi.CreateVolumeRequest) {
 			r.VolumeContentSource = snapshotSource(f.id("snap"))
 		}, code: codes.ResourceExhausted},
-		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(poolUnhealthy) },
+		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(errPoolUnhealthy) },
 			code: codes.Unavailable, says: []string{"repair it"}},
 
 		{name: "a name longer than the engine takes", edit: func(_ *fixture, r *csi.CreateVolumeRequest) {
@@ -279,7 +279,7 @@ func TestCreateVolumeAgain(t *testing.T) {
 		{name: "its source volume deleted since", first: func(f *fixture, r *csi.CreateVolumeRequest) {
 			r.VolumeContentSource = volumeSource(f.id("src"))
 		}, between: func(f *fixture, _ string) { f.remove("src") }, bytes: 2 * gib},
-		{name: "the pool full since: the volume is there", first: blank, between: func(f *fixture, _ string) { f.pool.SetHealth(poolFull) }, bytes: gib},
+		{name: "the pool full since: the volume is there", first: blank, between: func(f *fixture, _ string) { f.pool.SetHealth(errPoolFull) }, bytes: gib},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

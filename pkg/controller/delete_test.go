@@ -81,12 +81,12 @@ func TestDeleteVolume(t *testing.T) {
 		{name: "deleted meanwhile, after the look-up", setup: func(f *fixture) {
 			f.pool.FailNext("Delete", fmt.Errorf("%w: no volume or snapshot has id %q", thinpool.ErrNotFound, f.id("vol")))
 		}, id: "vol", deletes: 1},
-		{name: "pool full: deletes free space", setup: func(f *fixture) { f.pool.SetHealth(poolFull) },
+		{name: "pool full: deletes free space", setup: func(f *fixture) { f.pool.SetHealth(errPoolFull) },
 			id: "vol", gone: []string{"vol"}, deletes: 1},
 
 		{name: "device held open", setup: func(f *fixture) { f.hold("vol", false) },
 			id: "vol", code: codes.FailedPrecondition, says: []string{"unmount or close it first"}, deletes: 1},
-		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(poolUnhealthy) },
+		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(errPoolUnhealthy) },
 			id: "vol", code: codes.Unavailable, says: []string{"repair it"}, deletes: 1},
 		{name: "the look-up fails", setup: func(f *fixture) { f.pool.FailNext("Get", errors.New("state database: input/output error")) },
 			id: "vol", code: codes.Internal, says: []string{"delete volume vol-", "input/output error"}},
@@ -114,7 +114,7 @@ func TestDeleteSnapshot(t *testing.T) {
 
 		{name: "device held open read-only", setup: func(f *fixture) { f.hold("snap", true) },
 			id: "snap", code: codes.FailedPrecondition, says: []string{"unmount or close it first"}, deletes: 1},
-		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(poolUnhealthy) },
+		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(errPoolUnhealthy) },
 			id: "snap", code: codes.Unavailable, deletes: 1},
 	}
 	runDelete(t, tests, func(f *fixture, id string) error {

@@ -128,8 +128,8 @@ func (f *fixture) get(id string) *thinpool.Volume {
 
 // Pool states a test sets with SetHealth, as the engine reports them.
 var (
-	poolFull      = fmt.Errorf("%w: data space is 100%% used: delete volumes or grow the pool", thinpool.ErrNoSpace)
-	poolUnhealthy = fmt.Errorf("%w: the pool's metadata is read-only: run thin_check and repair it", thinpool.ErrUnhealthy)
+	errPoolFull      = fmt.Errorf("%w: data space is 100%% used: delete volumes or grow the pool", thinpool.ErrNoSpace)
+	errPoolUnhealthy = fmt.Errorf("%w: the pool's metadata is read-only: run thin_check and repair it", thinpool.ErrUnhealthy)
 )
 
 // wantCode fails the test unless err has the CSI code want, as a caller

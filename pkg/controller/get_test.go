@@ -38,7 +38,7 @@ func TestControllerGetVolume(t *testing.T) {
 		says  []string
 	}{
 		{name: "a volume", id: "vol"},
-		{name: "a volume while the pool is unhealthy", setup: func(f *fixture) { f.pool.SetHealth(poolUnhealthy) }, id: "vol"},
+		{name: "a volume while the pool is unhealthy", setup: func(f *fixture) { f.pool.SetHealth(errPoolUnhealthy) }, id: "vol"},
 		{name: "a volume not here", id: "gone", code: codes.NotFound, says: []string{`"vol-unknown-gone"`}},
 		{name: "a deleted volume", id: "other", code: codes.NotFound},
 		{name: "a snapshot's id", id: "snap", code: codes.NotFound, says: []string{"it is a snapshot's id; pass a volume id"}},

@@ -35,8 +35,8 @@ func TestGetCapacity(t *testing.T) {
 		{name: "another node's topology", req: &csi.GetCapacityRequest{AccessibleTopology: volcap.Topology("n2")}},
 		{name: "a topology without csi-thin's segment", req: &csi.GetCapacityRequest{
 			AccessibleTopology: &csi.Topology{Segments: map[string]string{"topology.kubernetes.io/zone": "a"}}}},
-		{name: "pool full", setup: func(f *fixture) { f.pool.SetHealth(poolFull) }, req: &csi.GetCapacityRequest{}},
-		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(poolUnhealthy) }, req: &csi.GetCapacityRequest{}},
+		{name: "pool full", setup: func(f *fixture) { f.pool.SetHealth(errPoolFull) }, req: &csi.GetCapacityRequest{}},
+		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(errPoolUnhealthy) }, req: &csi.GetCapacityRequest{}},
 		{name: "the engine's capacity fails", setup: func(f *fixture) { f.pool.FailNext("Capacity", errors.New("pool status: input/output error")) },
 			req: &csi.GetCapacityRequest{}, code: codes.Internal, asked: true},
 	}

@@ -50,8 +50,8 @@ func TestControllerGetVolumeHealth(t *testing.T) {
 		{name: "healthy", id: "vol"},
 		{name: "active and healthy", setup: func(f *fixture) { f.activate("vol", false) }, id: "vol"},
 		{name: "another volume's device failed", setup: func(f *fixture) { f.failDevice("other") }, id: "vol"},
-		{name: "pool full", setup: func(f *fixture) { f.pool.SetHealth(poolFull) }, id: "vol", reason: volcap.ReasonPoolFull},
-		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(poolUnhealthy) }, id: "vol", reason: volcap.ReasonPoolUnhealthy},
+		{name: "pool full", setup: func(f *fixture) { f.pool.SetHealth(errPoolFull) }, id: "vol", reason: volcap.ReasonPoolFull},
+		{name: "pool unhealthy", setup: func(f *fixture) { f.pool.SetHealth(errPoolUnhealthy) }, id: "vol", reason: volcap.ReasonPoolUnhealthy},
 		{name: "its device failed", setup: func(f *fixture) { f.failDevice("vol") }, id: "vol", reason: volcap.ReasonThinDeviceFailed},
 
 		{name: "a volume not here", id: "gone", code: codes.NotFound},
@@ -113,11 +113,11 @@ func TestControllerListVolumeHealth(t *testing.T) {
 			failed("v1", "v3")(f)
 			f.pool.FailNext("Condition", fmt.Errorf("%w: no volume or snapshot has id %q", thinpool.ErrNotFound, f.id("v1")))
 		}, want: []string{"v3"}, reason: volcap.ReasonThinDeviceFailed, conditions: true},
-		{name: "pool unhealthy: every volume", setup: func(f *fixture) { f.pool.SetHealth(poolUnhealthy) },
+		{name: "pool unhealthy: every volume", setup: func(f *fixture) { f.pool.SetHealth(errPoolUnhealthy) },
 			want: all, reason: volcap.ReasonPoolUnhealthy},
-		{name: "pool unhealthy, pages of 3", setup: func(f *fixture) { f.pool.SetHealth(poolUnhealthy) }, max: 3,
+		{name: "pool unhealthy, pages of 3", setup: func(f *fixture) { f.pool.SetHealth(errPoolUnhealthy) }, max: 3,
 			want: all, reason: volcap.ReasonPoolUnhealthy},
-		{name: "pool full: every volume", setup: func(f *fixture) { f.failDevice("v2"); f.pool.SetHealth(poolFull) },
+		{name: "pool full: every volume", setup: func(f *fixture) { f.failDevice("v2"); f.pool.SetHealth(errPoolFull) },
 			want: all, reason: volcap.ReasonPoolFull},
 
 		{name: "a condition that cannot be told", setup: func(f *fixture) { f.pool.FailNext("Condition", errors.New("thin status: bad output")) },

@@ -34,7 +34,7 @@ func TestValidateVolumeCapabilities(t *testing.T) {
 		message   string // in the message when not confirmed
 	}{
 		{name: "supported", id: "vol", caps: caps, params: map[string]string{volcap.ParamFsType: "xfs"}, confirmed: true},
-		{name: "supported while the pool is unhealthy", setup: func(f *fixture) { f.pool.SetHealth(poolUnhealthy) },
+		{name: "supported while the pool is unhealthy", setup: func(f *fixture) { f.pool.SetHealth(errPoolUnhealthy) },
 			id: "vol", caps: caps, confirmed: true},
 		{name: "an access mode across nodes", id: "vol",
 			caps:    append(slices.Clone(caps), mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY, "")),
