@@ -10,6 +10,7 @@ package thinpool_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -242,9 +243,12 @@ func ekSnapshot(t testing.TB, e *thinpool.Engine, name, source string) *thinpool
 	return s
 }
 
+// ekActivate, ekDeactivate and ekDelete run with a context of their own:
+// tests also call them from cleanups, which run after t.Context() has
+// been cancelled.
 func ekActivate(t testing.TB, e *thinpool.Engine, v *thinpool.Volume) string {
 	t.Helper()
-	p, err := e.Activate(t.Context(), v.ID, v.Kind == thinpool.KindSnapshot)
+	p, err := e.Activate(context.Background(), v.ID, v.Kind == thinpool.KindSnapshot)
 	if err != nil {
 		t.Fatalf("activate %s (%s): %v", v.Name, v.ID, err)
 	}
@@ -253,14 +257,14 @@ func ekActivate(t testing.TB, e *thinpool.Engine, v *thinpool.Volume) string {
 
 func ekDeactivate(t testing.TB, e *thinpool.Engine, v *thinpool.Volume) {
 	t.Helper()
-	if err := e.Deactivate(t.Context(), v.ID); err != nil {
+	if err := e.Deactivate(context.Background(), v.ID); err != nil {
 		t.Fatalf("deactivate %s (%s): %v", v.Name, v.ID, err)
 	}
 }
 
 func ekDelete(t testing.TB, e *thinpool.Engine, v *thinpool.Volume) {
 	t.Helper()
-	if err := e.Delete(t.Context(), v.ID); err != nil {
+	if err := e.Delete(context.Background(), v.ID); err != nil {
 		t.Fatalf("delete %s (%s): %v", v.Name, v.ID, err)
 	}
 }
