@@ -45,6 +45,32 @@ func busyboxLayer() (*Layer, error) {
 	return l, nil
 }
 
+// Glibc stands in for Kubernetes' glibc-dns-testing test image, which is
+// Debian with glibc and GNU coreutils: the busybox layer with Debian's
+// dash as /bin/sh and GNU dd in place of busybox's. The multiVolume specs
+// write a block volume with dd oflag=nocache, which busybox's dd refuses;
+// busybox's sh would run its own dd whatever /bin/dd is.
+func Glibc(refs ...string) (Image, error) {
+	l, err := busyboxLayer()
+	if err != nil {
+		return Image{}, err
+	}
+	for _, b := range []struct{ pkg, path string }{{"coreutils", "/bin/dd"}, {"dash", "/bin/dash"}} {
+		host, err := hostBinary(b.pkg, b.path)
+		if err != nil {
+			return Image{}, err
+		}
+		if err := l.File(b.path, host); err != nil {
+			return Image{}, err
+		}
+		if err := l.libraries(host); err != nil {
+			return Image{}, err
+		}
+	}
+	l.Symlink("/bin/sh", "dash")
+	return Image{Refs: refs, Layer: l, Config: Config{Cmd: []string{"sh"}, Env: []string{defaultPath}}}, nil
+}
+
 // Agnhost is Kubernetes' e2e test program agnhost (a static build of
 // k8s.io/kubernetes/test/images/agnhost) at /agnhost, its entrypoint, with
 // `pause` as the default command, as in its upstream image. Upstream's

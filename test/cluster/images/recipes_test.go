@@ -34,3 +34,32 @@ func TestAgnhost(t *testing.T) {
 		t.Errorf("entrypoint %q, command %q: want [/agnhost] [pause]", img.Config.Entrypoint, img.Config.Cmd)
 	}
 }
+
+// TestGlibc checks the glibc-dns-testing stand-in has GNU dd, with its
+// libraries, where busybox's would be, and a shell that runs it: the
+// multiVolume specs write with oflag=nocache, which only GNU dd takes.
+func TestGlibc(t *testing.T) {
+	if _, err := hostBinary("busybox-static", "/bin/busybox"); err != nil {
+		t.Skip(err)
+	}
+	dd, err := hostBinary("coreutils", "/bin/dd")
+	if err != nil {
+		t.Skip(err)
+	}
+	img, err := Glibc("registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := img.Layer.entries["/bin/dd"]; e == nil || e.source != dd {
+		t.Errorf("/bin/dd is %+v, want the file %s", e, dd)
+	}
+	if e := img.Layer.entries["/bin/sh"]; e == nil || e.linkname != "dash" {
+		t.Errorf("/bin/sh is %+v, want dash, which runs /bin/dd where busybox's sh runs its own", e)
+	}
+	if e := img.Layer.entries["/bin/sha256sum"]; e == nil || e.linkname != "busybox" {
+		t.Errorf("/bin/sha256sum is %+v, want busybox's applet", e)
+	}
+	if isDynamicELF(dd) && !img.Layer.Has("/lib64/ld-linux-x86-64.so.2") && !img.Layer.Has("/lib/ld-linux-aarch64.so.1") {
+		t.Error("the image has GNU dd without the dynamic loader it needs")
+	}
+}

@@ -36,10 +36,11 @@ func main() {
 	// the host's files through hostfs costs more than inflating them) and
 	// take less of the node's memory.
 	gz := flag.Bool("gzip", true, "compress the layers with gzip")
-	var driverRefs, pauseRefs, busyboxRefs, agnhostRefs, statics list
+	var driverRefs, pauseRefs, busyboxRefs, glibcRefs, agnhostRefs, statics list
 	flag.Var(&driverRefs, "csi-thin-ref", "name of the csi-thin image (repeatable; default ghcr.io/csi-thin/csi-thin:dev)")
 	flag.Var(&pauseRefs, "pause-ref", "name of the pause image (repeatable; default registry.k8s.io/pause:3.10.1)")
 	flag.Var(&busyboxRefs, "busybox-ref", "name of the busybox image (repeatable; default docker.io/library/busybox:1.35.0)")
+	flag.Var(&glibcRefs, "glibc-ref", "name of the glibc test image, busybox with GNU dd (repeatable; none by default)")
 	flag.Var(&agnhostRefs, "agnhost-ref", "name of the agnhost image (repeatable; default registry.k8s.io/e2e-test-images/agnhost:2.66.1, the e2e tests' v1.37.2)")
 	flag.Var(&statics, "static", "REF=BIN: an image of one static binary at /<its name>, its entrypoint, as the CSI sidecar images are (repeatable)")
 	flag.Parse()
@@ -77,6 +78,9 @@ func main() {
 			}
 			return images.CSIThin(*driver, pkgs, driverRefs...)
 		}},
+	}
+	if len(glibcRefs) > 0 {
+		jobs = append(jobs, job{"glibc", func() (images.Image, error) { return images.Glibc(glibcRefs...) }})
 	}
 	if *agnhost != "" {
 		jobs = append(jobs, job{"agnhost", func() (images.Image, error) { return images.Agnhost(*agnhost, agnhostRefs...) }})
