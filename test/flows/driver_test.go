@@ -51,6 +51,9 @@ func startDriver(t *testing.T, pool string, args ...string) *driverProc {
 	d := &driverProc{t: t, bin: bin, dir: dir, pool: pool, endpoint: "unix://" + filepath.Join(dir, "csi.sock"), args: args}
 	t.Cleanup(func() {
 		d.stop(syscall.SIGTERM)
+		if t.Failed() {
+			d.logLogs()
+		}
 		testpool.RemovePool(t, pool, filepath.Join(dir, "state"))
 	})
 	d.start()
@@ -89,6 +92,24 @@ func (d *driverProc) start() {
 			d.t.Fatalf("driver not ready after 60s: %v\n%s", err, out)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// logLogs puts the end of each run's driver log into the test's output,
+// which is all a failed run leaves: the test's directory goes with it.
+func (d *driverProc) logLogs() {
+	const keep = 16 << 10
+	for i := 1; i <= d.starts; i++ {
+		b, err := os.ReadFile(filepath.Join(d.dir, fmt.Sprintf("driver-%d.log", i)))
+		if err != nil {
+			d.t.Logf("driver log %d: %v", i, err)
+			continue
+		}
+		cut := ""
+		if len(b) > keep {
+			b, cut = b[len(b)-keep:], " (its end)"
+		}
+		d.t.Logf("driver log of start %d%s:\n%s", i, cut, b)
 	}
 }
 
