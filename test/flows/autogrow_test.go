@@ -11,7 +11,11 @@ import (
 // TestAutoGrowFlow: the binary started with --pool-max-size grows its
 // 128 MiB pool while a pod's block volume is written past the low water
 // mark, says so in its metrics, and stops cleanly (SIGTERM) with the
-// pool's event waiter running.
+// pool's event waiter running. The writer syncs every syncEvery bytes, so
+// that what it has in flight stays below the pool's lead over it (half
+// the pool here): a write-back burst larger than the free space at a
+// grow fills the pool under the reload, which then waits for the
+// kernel's no_space_timeout and the writes fail, as the README says.
 func TestAutoGrowFlow(t *testing.T) {
 	d := startDriver(t, "csi-thin-flow-autogrow", "--pool-size", "128Mi", "--pool-max-size", "512Mi", "--metrics-address", metricsAddress)
 	c := blockCap()
@@ -22,11 +26,14 @@ func TestAutoGrowFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Write(data); err != nil {
-		t.Fatalf("write 192 MiB into a volume on a 128 MiB pool that may grow: %v", err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatalf("sync: %v", err)
+	const syncEvery = 8 * mib
+	for off := 0; off < len(data); off += syncEvery {
+		if _, err := f.Write(data[off:min(off+syncEvery, len(data))]); err != nil {
+			t.Fatalf("write 192 MiB into a volume on a 128 MiB pool that may grow, at MiB %d: %v", off/mib, err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatalf("sync at MiB %d: %v", off/mib, err)
+		}
 	}
 	f.Close()
 	m := scrape(t)
