@@ -116,8 +116,19 @@ func (e *Engine) growLocked(g growIntent, from dm.PoolStatus) error {
 		"fromDataBytes", from.DataTotal*e.BlockSizeBytes(), "toDataBytes", g.DataBytes,
 		"fromMetadataBytes", from.MetadataTotal*metadataBlockBytes, "toMetadataBytes", g.MetadataBytes,
 		"took", time.Since(began), "untilReloaded", e.growth.reloaded.Sub(began), "reloadTook", e.growth.reloadTook)
+	if e.growth.reloadTook >= reloadStalled {
+		klog.ErrorS(nil, "The pool's reload for a grow waited for writes in flight: they filled the pool before the grow took effect, "+
+			"and the kernel holds such writes until its no_space_timeout, then fails them; applications may have seen write errors. "+
+			"Give the pool more lead over its writers: a larger --pool-grow-percent or --pool-size",
+			"pool", e.pool, "reloadTook", e.growth.reloadTook)
+	}
 	return nil
 }
+
+// reloadStalled is how long a grow's reload takes only when the pool
+// filled under it: a reload is a suspend and a resume, milliseconds,
+// unless writes already in flight found the pool full and wait there.
+const reloadStalled = 10 * time.Second
 
 // applyGrowLocked takes the files, the loop devices and the pool's table
 // to g's sizes, and forgets g once the pool has them. It finishes a grow
