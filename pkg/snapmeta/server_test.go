@@ -134,7 +134,7 @@ func TestGetMetadataAllocated(t *testing.T) {
 			req:  &csi.GetMetadataAllocatedRequest{SnapshotId: "snap-1"},
 			want: []msg{{variable, 40 * kib, [][2]int64{e(0, 12), e(20, 4), e(28, 12)}}}},
 		{name: "one block an entry", style: fixed,
-			req: &csi.GetMetadataAllocatedRequest{SnapshotId: "snap-1"},
+			req:  &csi.GetMetadataAllocatedRequest{SnapshotId: "snap-1"},
 			want: []msg{{fixed, 40 * kib, [][2]int64{e(0, 4), e(4, 4), e(8, 4), e(20, 4), e(28, 4), e(32, 4), e(36, 4)}}}},
 		{name: "max_results pages the merged entries", style: variable,
 			req:  &csi.GetMetadataAllocatedRequest{SnapshotId: "snap-1", MaxResults: 2},
@@ -223,7 +223,7 @@ func TestGetMetadataDelta(t *testing.T) {
 			req:  &csi.GetMetadataDeltaRequest{BaseSnapshotId: "snap-1", TargetSnapshotId: "snap-2"},
 			want: []msg{{variable, 48 * kib, [][2]int64{e(12, 8), e(24, 4), e(40, 8)}}}},
 		{name: "changed blocks from an offset, paged", style: fixed,
-			req: &csi.GetMetadataDeltaRequest{BaseSnapshotId: "snap-1", TargetSnapshotId: "snap-2", StartingOffset: 17 * kib, MaxResults: 2},
+			req:  &csi.GetMetadataDeltaRequest{BaseSnapshotId: "snap-1", TargetSnapshotId: "snap-2", StartingOffset: 17 * kib, MaxResults: 2},
 			want: []msg{{fixed, 48 * kib, [][2]int64{e(16, 4), e(24, 4)}}, {fixed, 48 * kib, [][2]int64{e(40, 4), e(44, 4)}}}},
 		{name: "no base", style: variable,
 			req: &csi.GetMetadataDeltaRequest{TargetSnapshotId: "snap-2"}, code: codes.InvalidArgument, detail: "both required"},
@@ -278,7 +278,6 @@ func check(t *testing.T, got []msg, md metadata.MD, err error, want []msg, code 
 		t.Fatalf("header %s = %q, want node-1", NodeHeader, n)
 	}
 }
-
 
 func TestNewServerStyle(t *testing.T) {
 	if _, err := NewServer(source(), "n", csi.BlockMetadataType_UNKNOWN); err == nil {
