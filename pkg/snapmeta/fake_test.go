@@ -3,6 +3,7 @@ package snapmeta
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
@@ -10,6 +11,7 @@ import (
 // fakeSource is a node's snapshots in memory: each with its block map and
 // its allocated runs, and the runs of named deltas.
 type fakeSource struct {
+	mu     sync.Mutex // guards maps and runs, which tests change between calls
 	maps   map[string]thinpool.BlockMap
 	runs   map[string][]thinpool.Extent // by snapshot id
 	deltas map[[2]string][]thinpool.Extent
@@ -23,6 +25,8 @@ type fakeSource struct {
 }
 
 func (f *fakeSource) BlockMap(_ context.Context, id string) (thinpool.BlockMap, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	bm, ok := f.maps[id]
 	if !ok {
 		return bm, fmt.Errorf("snapshot %s: %w", id, thinpool.ErrNotFound)
@@ -31,7 +35,10 @@ func (f *fakeSource) BlockMap(_ context.Context, id string) (thinpool.BlockMap, 
 }
 
 func (f *fakeSource) Allocated(ctx context.Context, id string, start uint64, fn func(thinpool.Extent) error) error {
-	return f.stream(ctx, f.runs[id], start, fn)
+	f.mu.Lock()
+	runs := f.runs[id]
+	f.mu.Unlock()
+	return f.stream(ctx, runs, start, fn)
 }
 
 func (f *fakeSource) Delta(ctx context.Context, base, target string, start uint64, fn func(thinpool.Extent) error) error {
@@ -60,4 +67,16 @@ func (f *fakeSource) stream(ctx context.Context, runs []thinpool.Extent, start u
 		}
 	}
 	return nil
+}
+
+// move takes snapshot id out of f and puts it into to.
+func (f *fakeSource) move(id string, to *fakeSource) {
+	f.mu.Lock()
+	bm, runs := f.maps[id], f.runs[id]
+	delete(f.maps, id)
+	delete(f.runs, id)
+	f.mu.Unlock()
+	to.mu.Lock()
+	to.maps[id], to.runs[id] = bm, runs
+	to.mu.Unlock()
 }
