@@ -57,6 +57,14 @@ var expectations = map[string]expectation{
 		counts: map[string]int{"Namespace": 0, "ServiceAccount": 0, "CSIDriver": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
 			"Role": 0, "RoleBinding": 0, "DaemonSet": 1, "StorageClass": 0, "VolumeSnapshotClass": 0},
 	},
+	"snapshot-metadata": {
+		kubeletDir: "/var/lib/kubelet", stateDir: "/var/lib/csi-thin",
+		daemonSets: []string{"csi-thin-node"},
+		capacity:   true, snapshots: true, expansion: true, metricsPort: 9809,
+		counts: map[string]int{"Namespace": 0, "ServiceAccount": 2, "CSIDriver": 1, "ClusterRole": 4, "ClusterRoleBinding": 4,
+			"Role": 2, "RoleBinding": 2, "DaemonSet": 1, "StorageClass": 1, "VolumeSnapshotClass": 1,
+			"Deployment": 1, "Service": 2, "Secret": 2, "SnapshotMetadataService": 1},
+	},
 	"manifests": {
 		kubeletDir: "/var/lib/kubelet", stateDir: "/var/lib/csi-thin",
 		daemonSets: []string{"csi-thin-node"},
@@ -256,7 +264,7 @@ func TestChartLint(t *testing.T) {
 // unique, and namespaces where they belong.
 func TestRenderedObjects(t *testing.T) {
 	clusterScoped := map[string]bool{"Namespace": true, "CSIDriver": true, "StorageClass": true,
-		"ClusterRole": true, "ClusterRoleBinding": true, "VolumeSnapshotClass": true}
+		"ClusterRole": true, "ClusterRoleBinding": true, "VolumeSnapshotClass": true, "SnapshotMetadataService": true}
 	forEachValueSet(t, func(t *testing.T, _ valueSet, want expectation, objs []object) {
 		counts := map[string]int{}
 		seen := map[string]bool{}

@@ -57,6 +57,7 @@ var valueSets = []valueSet{
 	{name: "full", file: "testdata/values-full.yaml"},
 	{name: "minimal", file: "testdata/values-minimal.yaml"},
 	{name: "manifests", set: manifestsArgs},
+	{name: "snapshot-metadata", set: []string{"--set", "snapshotMetadata.enabled=true"}},
 }
 
 // helmBinary finds helm: $HELM, then the pinned one that `make test-chart`
@@ -118,6 +119,23 @@ var newObject = map[string]func() any{
 	"rbac.authorization.k8s.io/v1/Role":               func() any { return &rbacv1.Role{} },
 	"rbac.authorization.k8s.io/v1/RoleBinding":        func() any { return &rbacv1.RoleBinding{} },
 	"snapshot.storage.k8s.io/v1/VolumeSnapshotClass":  func() any { return &snapshotv1.VolumeSnapshotClass{} },
+	"v1/Secret":          func() any { return &corev1.Secret{} },
+	"v1/Service":         func() any { return &corev1.Service{} },
+	"apps/v1/Deployment": func() any { return &appsv1.Deployment{} },
+	"cbt.storage.k8s.io/v1beta1/SnapshotMetadataService": func() any { return &SnapshotMetadataService{} },
+}
+
+// SnapshotMetadataService is cbt.storage.k8s.io/v1beta1's object, as
+// kubernetes-csi/external-snapshot-metadata's CRD has it; its Go client is
+// not a dependency of the module.
+type SnapshotMetadataService struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              struct {
+		Address  string `json:"address"`
+		CACert   []byte `json:"caCert"`
+		Audience string `json:"audience"`
+	} `json:"spec"`
 }
 
 // decodeStrict decodes one YAML document into its API type as the API

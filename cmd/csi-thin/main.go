@@ -1,5 +1,8 @@
 // Command csi-thin is the csi-thin CSI driver: one process per node serves
 // the identity, controller and node services for the node's thin pool.
+// With --mode=snapshot-metadata-forwarder it serves instead the cluster's
+// SnapshotMetadata service beside the external-snapshot-metadata sidecar,
+// relaying each call to the node that holds its snapshot.
 package main
 
 import (
@@ -26,7 +29,8 @@ func run(args []string) int {
 	opts.AddFlags(fs)
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: csi-thin --endpoint unix:///csi/csi.sock --node-id NODE --state-dir /var/lib/csi-thin --pool-size 100Gi\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: csi-thin --endpoint unix:///csi/csi.sock --node-id NODE --state-dir /var/lib/csi-thin --pool-size 100Gi\n")
+		fmt.Fprintf(fs.Output(), "       csi-thin --mode=snapshot-metadata-forwarder --endpoint unix:///csi/csi.sock --snapshot-metadata-nodes NODES:PORT --snapshot-metadata-tls-cert FILE --snapshot-metadata-tls-key FILE --snapshot-metadata-tls-ca FILE\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -44,7 +48,13 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "csi-thin: %v\n", err)
 		return 2
 	}
-	d, err := driver.New(opts)
+	var d interface{ Run(context.Context) error }
+	var err error
+	if opts.Mode == driver.ModeSnapshotMetadataForwarder {
+		d, err = driver.NewForwarder(opts)
+	} else {
+		d, err = driver.New(opts)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "csi-thin: %v\n", err)
 		return 1

@@ -26,7 +26,8 @@ type Driver struct {
 	engine   *thinpool.Engine
 	server   *grpc.Server
 	inflight inflight
-	metrics  *metrics // nil without --metrics-address
+	metrics  *metrics     // nil without --metrics-address
+	snapTCP  *grpc.Server // SnapshotMetadata for the forwarder; nil without --snapshot-metadata-address
 }
 
 // New checks privileges, opens the node's pool (creating it on the first
@@ -47,10 +48,19 @@ func New(opts Options) (*Driver, error) {
 	if opts.MetricsAddress != "" {
 		d.metrics = newMetrics(engine)
 	}
-	d.server = grpc.NewServer(grpc.ChainUnaryInterceptor(d.interceptors()...))
-	csi.RegisterIdentityServer(d.server, &identity{})
+	d.server = grpc.NewServer(grpc.ChainUnaryInterceptor(d.interceptors()...), grpc.StreamInterceptor(logStreams))
+	csi.RegisterIdentityServer(d.server, &identity{snapshotMetadata: opts.SnapshotMetadata.Address != ""})
 	csi.RegisterControllerServer(d.server, controller.New(engine, opts.NodeID))
 	csi.RegisterNodeServer(d.server, node.New(node.Options{Engine: engine, NodeID: opts.NodeID, MaxVolumes: opts.MaxVolumes}))
+	if opts.SnapshotMetadata.Address != "" {
+		srv, tcp, err := d.snapshotMetadataServer()
+		if err != nil {
+			engine.Close()
+			return nil, err
+		}
+		csi.RegisterSnapshotMetadataServer(d.server, srv)
+		d.snapTCP = tcp
+	}
 	return d, nil
 }
 
@@ -96,10 +106,25 @@ func (d *Driver) Run(ctx context.Context) error {
 			return fmt.Errorf("listen for metrics on %s: %w", d.opts.MetricsAddress, err)
 		}
 	}
+	var snapLis net.Listener
+	if d.snapTCP != nil {
+		if snapLis, err = net.Listen("tcp", d.opts.SnapshotMetadata.Address); err != nil {
+			lis.Close()
+			if metricsLis != nil {
+				metricsLis.Close()
+			}
+			return fmt.Errorf("listen for SnapshotMetadata on %s: %w", d.opts.SnapshotMetadata.Address, err)
+		}
+	}
 	klog.InfoS("Serving CSI", "endpoint", d.opts.Endpoint, "node", d.opts.NodeID, "pool", d.engine.PoolName(), "version", Version)
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- d.server.Serve(lis) }()
+	if snapLis != nil {
+		klog.InfoS("Serving SnapshotMetadata with mutual TLS", "address", snapLis.Addr().String())
+		go func() { errc <- d.snapTCP.Serve(snapLis) }()
+		defer d.snapTCP.Stop() // ends its streams once the CSI server has stopped
+	}
 	if metricsLis != nil {
 		klog.InfoS("Serving metrics", "address", metricsLis.Addr().String(), "path", MetricsPath)
 		metricsCtx, stopMetrics := context.WithCancel(context.Background())
@@ -120,7 +145,13 @@ func (d *Driver) Run(ctx context.Context) error {
 	}
 	klog.InfoS("Stopping: waiting for calls in flight")
 	stopped := make(chan struct{})
-	go func() { d.server.GracefulStop(); close(stopped) }()
+	go func() {
+		d.server.GracefulStop()
+		if d.snapTCP != nil {
+			d.snapTCP.GracefulStop()
+		}
+		close(stopped)
+	}()
 	select {
 	case <-stopped:
 	case <-time.After(30 * time.Second):

@@ -1,9 +1,13 @@
 package driver
 
 import (
+	"context"
 	"flag"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
 )
 
 func parse(t *testing.T, args ...string) (Options, error) {
@@ -17,6 +21,13 @@ func parse(t *testing.T, args ...string) (Options, error) {
 	}
 	return o, o.Validate()
 }
+
+// A node's SnapshotMetadata listener, and a forwarder, with their TLS.
+var (
+	smTLS       = []string{"--snapshot-metadata-tls-cert", "/tls/tls.crt", "--snapshot-metadata-tls-key", "/tls/tls.key", "--snapshot-metadata-tls-ca", "/tls/ca.crt"}
+	smNode      = append([]string{"--snapshot-metadata-address", ":9443"}, smTLS...)
+	smForwarder = append([]string{"--mode", "snapshot-metadata-forwarder", "--snapshot-metadata-nodes", "csi-thin-nodes.csi-thin.svc:9443"}, smTLS...)
+)
 
 func TestOptions(t *testing.T) {
 	base := []string{"--node-id", "n1"}
@@ -53,6 +64,23 @@ func TestOptions(t *testing.T) {
 		{"metrics port by name", append(base, "--metrics-address", ":http"), "with a port number"},
 		{"metrics port too large", append(base, "--metrics-address", ":65536"), "with a port number"},
 		{"metrics URL", append(base, "--metrics-address", "http://0.0.0.0:9809/metrics"), "use HOST:PORT"},
+		{"snapshot metadata with TLS", append(base, smNode...), ""},
+		{"snapshot metadata, fixed ranges", append(append(base, smNode...), "--snapshot-metadata-format", "fixed"), ""},
+		{"snapshot metadata, unknown format", append(append(base, smNode...), "--snapshot-metadata-format", "blocks"), "use variable or fixed"},
+		{"snapshot metadata without TLS", append(base, "--snapshot-metadata-address", ":9443"), "only with mutual TLS: --snapshot-metadata-tls-cert is required"},
+		{"snapshot metadata without a CA", append(base, smNode[:6]...), "--snapshot-metadata-tls-ca is required"},
+		{"snapshot metadata, relative cert", append(append(base, smNode...), "--snapshot-metadata-tls-cert", "tls.crt"), "must be an absolute path"},
+		{"snapshot metadata port without colon", append(append(base, smNode...), "--snapshot-metadata-address", "9443"), "use HOST:PORT"},
+		{"TLS without the listener", append(base, "--snapshot-metadata-tls-cert", "/t/tls.crt"), "set --snapshot-metadata-address too"},
+		{"forwarder flags on a node", append(append(base, smNode...), "--snapshot-metadata-nodes", "n.svc:9443"), "--mode=snapshot-metadata-forwarder"},
+		{"unknown mode", append(base, "--mode", "controller"), "--mode \"controller\": use node or snapshot-metadata-forwarder"},
+		{"forwarder", smForwarder, ""},
+		{"forwarder needs no node id or pool", append(smForwarder, "--pool-size", "1Mi"), ""},
+		{"forwarder without nodes", append([]string{"--mode", "snapshot-metadata-forwarder"}, smTLS...), "needs --snapshot-metadata-nodes"},
+		{"forwarder with a bad node address", append(smForwarder, "--snapshot-metadata-nodes", "n.svc"), "use HOST:PORT"},
+		{"forwarder without TLS", []string{"--mode", "snapshot-metadata-forwarder", "--snapshot-metadata-nodes", "n.svc:9443"}, "only with mutual TLS: --snapshot-metadata-tls-cert is required"},
+		{"forwarder with a listener", append(smForwarder, "--snapshot-metadata-address", ":9443"), "the forwarder serves --endpoint only"},
+		{"forwarder on TCP", append(smForwarder, "--endpoint", "tcp://:1"), "unix:///path"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -91,5 +119,43 @@ func TestByteSize(t *testing.T) {
 		if err := b.Set(bad); err == nil {
 			t.Errorf("%q accepted as %d", bad, b)
 		}
+	}
+}
+
+func TestPluginCapabilities(t *testing.T) {
+	cases := []struct {
+		name string
+		id   identity
+		want []csi.PluginCapability_Service_Type
+	}{
+		{"node", identity{}, []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_CONTROLLER_SERVICE, csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS}},
+		{"node with snapshot metadata", identity{snapshotMetadata: true}, []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_CONTROLLER_SERVICE, csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS, csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE}},
+		{"forwarder", identity{forwarder: true}, []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE}},
+	}
+	for _, c := range cases {
+		resp, err := c.id.GetPluginCapabilities(context.Background(), &csi.GetPluginCapabilitiesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []csi.PluginCapability_Service_Type
+		for _, pc := range resp.GetCapabilities() {
+			if s := pc.GetService(); s != nil {
+				got = append(got, s.GetType())
+			}
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: services %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestForwarderServerName(t *testing.T) {
+	sm := SnapshotMetadataOptions{Nodes: "a.svc:9443,b.svc:9443"}
+	if got := sm.serverName(); got != "a.svc" {
+		t.Errorf("default server name %q, want a.svc", got)
+	}
+	sm.ServerName = "nodes.example"
+	if got := sm.serverName(); got != "nodes.example" {
+		t.Errorf("server name %q, want nodes.example", got)
 	}
 }

@@ -13,9 +13,13 @@ import (
 // -ldflags "-X github.com/csi-thin/csi-thin/pkg/driver.Version=...".
 var Version = "dev"
 
-// identity is the CSI identity service.
+// identity is the CSI identity service: of a node, whose SnapshotMetadata
+// service is on with its listener, or of the forwarder, which serves that
+// service alone.
 type identity struct {
 	csi.UnimplementedIdentityServer
+	snapshotMetadata bool
+	forwarder        bool
 }
 
 func (s *identity) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
@@ -26,13 +30,21 @@ func (s *identity) GetPluginCapabilities(context.Context, *csi.GetPluginCapabili
 	service := func(t csi.PluginCapability_Service_Type) *csi.PluginCapability {
 		return &csi.PluginCapability{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: t}}}
 	}
-	return &csi.GetPluginCapabilitiesResponse{Capabilities: []*csi.PluginCapability{
+	snapshotMetadata := service(csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE)
+	if s.forwarder {
+		return &csi.GetPluginCapabilitiesResponse{Capabilities: []*csi.PluginCapability{snapshotMetadata}}, nil
+	}
+	caps := []*csi.PluginCapability{
 		service(csi.PluginCapability_Service_CONTROLLER_SERVICE),
 		service(csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS),
 		{Type: &csi.PluginCapability_VolumeExpansion_{VolumeExpansion: &csi.PluginCapability_VolumeExpansion{
 			Type: csi.PluginCapability_VolumeExpansion_ONLINE,
 		}}},
-	}}, nil
+	}
+	if s.snapshotMetadata {
+		caps = append(caps, snapshotMetadata)
+	}
+	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }
 
 // Probe says whether the plugin can serve, and it can once it is up: in

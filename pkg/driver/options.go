@@ -10,11 +10,23 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/csi-thin/csi-thin/pkg/snapmeta"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
+)
+
+// The modes csi-thin runs in (--mode).
+const (
+	// ModeNode serves a node's pool: the DaemonSet's csi-thin.
+	ModeNode = "node"
+	// ModeSnapshotMetadataForwarder serves the SnapshotMetadata service
+	// of the whole cluster beside the external-snapshot-metadata sidecar,
+	// relaying each call to the node that holds its snapshot.
+	ModeSnapshotMetadataForwarder = "snapshot-metadata-forwarder"
 )
 
 // Options are csi-thin's settings, one flag each.
 type Options struct {
+	Mode     string
 	Endpoint string // unix:///csi/csi.sock
 	NodeID   string
 	StateDir string
@@ -35,6 +47,22 @@ type Options struct {
 	MaxVolumes int64
 
 	MetricsAddress string // host:port for /metrics; empty: no metrics server
+
+	SnapshotMetadata SnapshotMetadataOptions
+}
+
+// SnapshotMetadataOptions are the settings of the SnapshotMetadata
+// service: a node's TCP listener, or the forwarder's nodes. The TLS files
+// are this end's certificate and key and the CA of the other end.
+type SnapshotMetadataOptions struct {
+	Address    string // node: host:port of the TCP listener; empty: off
+	Format     string // node: variable or fixed
+	ClientName string // node: the name the forwarder's certificate carries
+	Nodes      string // forwarder: HOST:PORT list of the nodes' servers
+	ServerName string // forwarder: the name the nodes' certificate carries
+	TLSCert    string
+	TLSKey     string
+	TLSCA      string
 }
 
 // DefaultOptions are the settings before flags.
@@ -51,6 +79,11 @@ func DefaultOptions() Options {
 		DataReserve:        thinpool.DefaultDataReservePercent,
 		MetadataReserve:    thinpool.DefaultMetadataReservePercent,
 		ErrorIfNoSpace:     true,
+		Mode:               ModeNode,
+		SnapshotMetadata: SnapshotMetadataOptions{
+			Format:     "variable",
+			ClientName: "csi-thin-snapshot-metadata-forwarder",
+		},
 	}
 }
 
@@ -73,11 +106,28 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.ErrorIfNoSpace, "error-if-no-space", o.ErrorIfNoSpace, "fail writes at once when the pool is full instead of queueing them until it grows")
 	fs.Int64Var(&o.MaxVolumes, "max-volumes", o.MaxVolumes, "most volumes the scheduler may place on this node; 0: no limit")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "serve Prometheus metrics on /metrics at this host:port (e.g. :9809); empty: no metrics server")
+	fs.StringVar(&o.Mode, "mode", o.Mode, "node: serve this node's pool; snapshot-metadata-forwarder: serve the cluster's SnapshotMetadata service on --endpoint for the external-snapshot-metadata sidecar, relaying each call to the node of its snapshot (see docs/snapshot-metadata.md)")
+	sm := &o.SnapshotMetadata
+	fs.StringVar(&sm.Address, "snapshot-metadata-address", sm.Address, "node: serve SnapshotMetadata to the forwarder on this host:port (e.g. :9443), with mutual TLS (--snapshot-metadata-tls-*); empty: off")
+	fs.StringVar(&sm.Format, "snapshot-metadata-format", sm.Format, "node: variable (adjacent blocks merged into one range) or fixed (one range per pool block)")
+	fs.StringVar(&sm.ClientName, "snapshot-metadata-client-name", sm.ClientName, "node: accept only clients whose certificate names this (common name or DNS name): the forwarder's")
+	fs.StringVar(&sm.Nodes, "snapshot-metadata-nodes", sm.Nodes, "forwarder: the nodes' servers, HOST:PORT[,HOST:PORT...]; each address a host resolves to is a node (a headless Service of the node pods)")
+	fs.StringVar(&sm.ServerName, "snapshot-metadata-server-name", sm.ServerName, "forwarder: the name the nodes' certificate must carry; default: the host of --snapshot-metadata-nodes")
+	fs.StringVar(&sm.TLSCert, "snapshot-metadata-tls-cert", sm.TLSCert, "PEM certificate: the node's server certificate, or the forwarder's client certificate")
+	fs.StringVar(&sm.TLSKey, "snapshot-metadata-tls-key", sm.TLSKey, "PEM private key of --snapshot-metadata-tls-cert")
+	fs.StringVar(&sm.TLSCA, "snapshot-metadata-tls-ca", sm.TLSCA, "PEM CA certificate that signed the other end's certificate (the forwarder's, on a node; the nodes', on the forwarder)")
 }
 
 // Validate checks the options, with messages that name the flag and say
 // what it may be. The pool's own settings are checked again by the engine.
 func (o *Options) Validate() error {
+	switch o.Mode {
+	case ModeNode:
+	case ModeSnapshotMetadataForwarder:
+		return o.validateForwarder()
+	default:
+		return fmt.Errorf("--mode %q: use %s or %s", o.Mode, ModeNode, ModeSnapshotMetadataForwarder)
+	}
 	if o.NodeID == "" {
 		return fmt.Errorf("--node-id is required: pass the Kubernetes node name (in a DaemonSet, from spec.nodeName)")
 	}
@@ -108,6 +158,9 @@ func (o *Options) Validate() error {
 	if err := validMetricsAddress(o.MetricsAddress); err != nil {
 		return err
 	}
+	if err := o.SnapshotMetadata.validateNode(); err != nil {
+		return err
+	}
 	if err := o.engineConfig().Validate(); err != nil {
 		return fmt.Errorf("pool settings: %w", err)
 	}
@@ -124,6 +177,88 @@ func (o *Options) engineConfig() thinpool.Config {
 		DataReservePercent: o.DataReserve, MetadataReservePercent: o.MetadataReserve,
 		ErrorIfNoSpace: o.ErrorIfNoSpace,
 	}
+}
+
+// validateNode checks a node's SnapshotMetadata listener: off, or on a
+// TCP address with all three TLS files, since it serves other hosts.
+func (sm *SnapshotMetadataOptions) validateNode() error {
+	if sm.Nodes != "" || sm.ServerName != "" {
+		return fmt.Errorf("--snapshot-metadata-nodes and --snapshot-metadata-server-name are the forwarder's: use them with --mode=%s", ModeSnapshotMetadataForwarder)
+	}
+	if sm.Format != "variable" && sm.Format != "fixed" {
+		return fmt.Errorf("--snapshot-metadata-format %q: use variable or fixed", sm.Format)
+	}
+	if sm.Address == "" {
+		if sm.TLSCert != "" || sm.TLSKey != "" || sm.TLSCA != "" {
+			return fmt.Errorf("--snapshot-metadata-tls-* are for the SnapshotMetadata listener: set --snapshot-metadata-address too, or drop them")
+		}
+		return nil
+	}
+	if err := validHostPort("--snapshot-metadata-address", sm.Address, ":9443"); err != nil {
+		return err
+	}
+	if sm.ClientName == "" {
+		return fmt.Errorf("--snapshot-metadata-client-name is empty: give the name the forwarder's certificate carries")
+	}
+	return sm.validTLS("--snapshot-metadata-address serves SnapshotMetadata over TCP only with mutual TLS")
+}
+
+func (sm *SnapshotMetadataOptions) validTLS(why string) error {
+	for _, f := range []struct{ flag, path string }{
+		{"--snapshot-metadata-tls-cert", sm.TLSCert}, {"--snapshot-metadata-tls-key", sm.TLSKey}, {"--snapshot-metadata-tls-ca", sm.TLSCA},
+	} {
+		if f.path == "" {
+			return fmt.Errorf("%s: %s is required", why, f.flag)
+		}
+		if !filepath.IsAbs(f.path) {
+			return fmt.Errorf("%s %q must be an absolute path", f.flag, f.path)
+		}
+	}
+	return nil
+}
+
+// validateForwarder checks the forwarder's options: its socket, its nodes
+// and its TLS files. It has no pool, so the pool's flags are not checked.
+func (o *Options) validateForwarder() error {
+	if _, err := socketPath(o.Endpoint); err != nil {
+		return err
+	}
+	if err := validMetricsAddress(o.MetricsAddress); err != nil {
+		return err
+	}
+	sm := o.SnapshotMetadata
+	if sm.Address != "" {
+		return fmt.Errorf("--snapshot-metadata-address is a node's listener: the forwarder serves --endpoint only")
+	}
+	if sm.Nodes == "" {
+		return fmt.Errorf("--mode=%s needs --snapshot-metadata-nodes: the nodes' headless Service, as in csi-thin-snapshot-metadata-nodes.csi-thin.svc:9443", ModeSnapshotMetadataForwarder)
+	}
+	if _, err := snapmeta.ResolvePeers(sm.Nodes); err != nil {
+		return fmt.Errorf("--snapshot-metadata-nodes: %w", err)
+	}
+	return sm.validTLS("--mode=" + ModeSnapshotMetadataForwarder + " talks to the nodes only with mutual TLS")
+}
+
+// serverName is the name the nodes' certificate must carry.
+func (sm *SnapshotMetadataOptions) serverName() string {
+	if sm.ServerName != "" {
+		return sm.ServerName
+	}
+	first, _, _ := strings.Cut(sm.Nodes, ",")
+	host, _, _ := net.SplitHostPort(strings.TrimSpace(first))
+	return host
+}
+
+// validHostPort checks a HOST:PORT or :PORT flag with a port number.
+func validHostPort(flag, addr, example string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %q: use HOST:PORT or :PORT with a port number, as in %s", flag, addr, example)
+	}
+	return nil
 }
 
 // socketPath is the path of a unix:// endpoint.

@@ -111,6 +111,14 @@ spec:
             {{- if $values.metrics.enabled }}
             - "--metrics-address=:{{ $values.metrics.port }}"
             {{- end }}
+            {{- if $values.snapshotMetadata.enabled }}
+            - "--snapshot-metadata-address=:{{ $values.snapshotMetadata.nodePort }}"
+            - "--snapshot-metadata-format={{ $values.snapshotMetadata.format }}"
+            - "--snapshot-metadata-client-name={{ include "csi-thin.snapshotMetadata.clientName" $root }}"
+            - "--snapshot-metadata-tls-cert=/etc/csi-thin/snapshot-metadata/tls.crt"
+            - "--snapshot-metadata-tls-key=/etc/csi-thin/snapshot-metadata/tls.key"
+            - "--snapshot-metadata-tls-ca=/etc/csi-thin/snapshot-metadata/ca.crt"
+            {{- end }}
             - "--v={{ $values.logLevel }}"
           env:
             - name: NODE_NAME
@@ -126,6 +134,11 @@ spec:
             {{- if $values.metrics.enabled }}
             - name: metrics
               containerPort: {{ $values.metrics.port }}
+              protocol: TCP
+            {{- end }}
+            {{- if $values.snapshotMetadata.enabled }}
+            - name: snapshot-meta
+              containerPort: {{ $values.snapshotMetadata.nodePort }}
               protocol: TCP
             {{- end }}
           livenessProbe:
@@ -153,6 +166,11 @@ spec:
               mountPath: /dev
             - name: state-dir
               mountPath: {{ $stateDir }}
+            {{- if $values.snapshotMetadata.enabled }}
+            - name: snapshot-metadata-tls
+              mountPath: /etc/csi-thin/snapshot-metadata
+              readOnly: true
+            {{- end }}
 
         # Registers the driver's socket with kubelet. Its first call waits
         # for csi-thin as long as the other sidecars' calls may: with the
@@ -339,4 +357,9 @@ spec:
           hostPath:
             path: {{ $stateDir }}
             type: DirectoryOrCreate
+        {{- if $values.snapshotMetadata.enabled }}
+        - name: snapshot-metadata-tls
+          secret:
+            secretName: {{ include "csi-thin.snapshotMetadata.nodeSecret" $root }}
+        {{- end }}
 {{- end }}

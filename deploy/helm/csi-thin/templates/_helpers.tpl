@@ -120,5 +120,48 @@ of the default DaemonSet's pods), label values unique across groups.
 {{- if hasKey $ports $metrics }}
 {{- fail (printf "metrics.port %s is also %s" $metrics (get $ports $metrics)) }}
 {{- end }}
+{{- $_ := set $ports $metrics "metrics.port" }}
 {{- end }}
+{{- if .Values.snapshotMetadata.enabled }}
+{{- $sm := toString .Values.snapshotMetadata.nodePort }}
+{{- if hasKey $ports $sm }}
+{{- fail (printf "snapshotMetadata.nodePort %s is also %s" $sm (get $ports $sm)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The SnapshotMetadata objects' names: the forwarder's and the nodes'. */}}
+{{- define "csi-thin.snapshotMetadata.name" -}}
+{{- printf "%s-snapshot-metadata" (include "csi-thin.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "csi-thin.snapshotMetadata.nodesName" -}}
+{{- printf "%s-snapshot-metadata-nodes" (include "csi-thin.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The DNS name of the nodes' headless Service, in the nodes' certificate. */}}
+{{- define "csi-thin.snapshotMetadata.nodesHost" -}}
+{{- printf "%s.%s.svc" (include "csi-thin.snapshotMetadata.nodesName" .) .Release.Namespace }}
+{{- end }}
+
+{{/* The Secrets of the forwarder's and the nodes' certificates. */}}
+{{- define "csi-thin.snapshotMetadata.forwarderSecret" -}}
+{{- if .Values.snapshotMetadata.tls.generate }}
+{{- printf "%s-tls" (include "csi-thin.snapshotMetadata.name" .) }}
+{{- else }}
+{{- required "snapshotMetadata.tls.forwarderSecret is required when snapshotMetadata.tls.generate is false" .Values.snapshotMetadata.tls.forwarderSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "csi-thin.snapshotMetadata.nodeSecret" -}}
+{{- if .Values.snapshotMetadata.tls.generate }}
+{{- printf "%s-tls" (include "csi-thin.snapshotMetadata.nodesName" .) }}
+{{- else }}
+{{- required "snapshotMetadata.tls.nodeSecret is required when snapshotMetadata.tls.generate is false" .Values.snapshotMetadata.tls.nodeSecret }}
+{{- end }}
+{{- end }}
+
+{{/* The name in the forwarder's client certificate: csi-thin's default --snapshot-metadata-client-name. */}}
+{{- define "csi-thin.snapshotMetadata.clientName" -}}
+csi-thin-snapshot-metadata-forwarder
 {{- end }}
