@@ -13,7 +13,9 @@ import (
 )
 
 // TestCreateSnapshot takes snapshots in a pool that holds a 1 GiB volume
-// vol and a 2 GiB volume other: the response, the spec's idempotency
+// vol and a 2 GiB volume other: the response (usable from this node only,
+// its accessible_topology), the accessibility requirements the spec lets
+// it meet and the codes of those it cannot, the spec's idempotency
 // (the same name of the same volume is the same snapshot, even once the
 // volume is deleted; of another volume ALREADY_EXISTS) and the codes
 // csi-thin gives. Requests refused before the engine is asked are in
@@ -22,6 +24,13 @@ func TestCreateSnapshot(t *testing.T) {
 	snapshotOf := func(source string) func(*fixture) *csi.CreateSnapshotRequest {
 		return func(f *fixture) *csi.CreateSnapshotRequest {
 			return &csi.CreateSnapshotRequest{Name: "snap-1", SourceVolumeId: f.id(source)}
+		}
+	}
+	withTopology := func(req *csi.TopologyRequirement) func(*fixture) *csi.CreateSnapshotRequest {
+		return func(f *fixture) *csi.CreateSnapshotRequest {
+			r := snapshotOf("vol")(f)
+			r.AccessibilityRequirements = req
+			return r
 		}
 	}
 	first := func(f *fixture) {
@@ -51,11 +60,31 @@ func TestCreateSnapshot(t *testing.T) {
 			r.Parameters = map[string]string{"csi.storage.k8s.io/volumesnapshot/name": "s", "csi.storage.k8s.io/volumesnapshot/namespace": "ns"}
 			return r
 		}, source: "vol", bytes: gib},
-		{name: "on this node's topology", req: func(f *fixture) *csi.CreateSnapshotRequest {
-			r := snapshotOf("vol")(f)
-			r.AccessibilityRequirements = onThisNode()
-			return r
-		}, source: "vol", bytes: gib},
+		// The snapshot is usable from this node, and its
+		// accessible_topology says so whatever the request asked.
+		{name: "on this node's topology", req: withTopology(onThisNode()), source: "vol", bytes: gib},
+		{name: "requisite nodes among them this one", req: withTopology(&csi.TopologyRequirement{
+			Requisite: []*csi.Topology{volcap.Topology("n2"), volcap.Topology(thisNode)}}), source: "vol", bytes: gib},
+		{name: "preferred this node alone", req: withTopology(&csi.TopologyRequirement{
+			Preferred: []*csi.Topology{volcap.Topology(thisNode)}}), source: "vol", bytes: gib},
+		{name: "preferred another node, requisite this one too", req: withTopology(&csi.TopologyRequirement{
+			Requisite: []*csi.Topology{volcap.Topology("n2"), volcap.Topology(thisNode)}, Preferred: []*csi.Topology{volcap.Topology("n2")}}),
+			source: "vol", bytes: gib},
+		{name: "empty requirements", req: withTopology(&csi.TopologyRequirement{}), source: "vol", bytes: gib},
+		// The spec's RESOURCE_EXHAUSTED: valid requirements this node's
+		// snapshot cannot be usable from.
+		{name: "requisite another node", req: withTopology(&csi.TopologyRequirement{Requisite: []*csi.Topology{volcap.Topology("n2")}}),
+			code: codes.ResourceExhausted, says: []string{`on node "n1" only`, `node "n2"`}},
+		{name: "preferred another node alone", req: withTopology(&csi.TopologyRequirement{Preferred: []*csi.Topology{volcap.Topology("n2")}}),
+			code: codes.ResourceExhausted, says: []string{`node "n2"`}},
+		{name: "the same name again on another node's topology", setup: first,
+			req:  withTopology(&csi.TopologyRequirement{Requisite: []*csi.Topology{volcap.Topology("n2")}}),
+			code: codes.ResourceExhausted},
+		// Every preferred topology must be requisite too.
+		{name: "preferred this node, not requisite", req: withTopology(&csi.TopologyRequirement{
+			Requisite: []*csi.Topology{volcap.Topology("n2")}, Preferred: []*csi.Topology{volcap.Topology(thisNode)}}),
+			code: codes.InvalidArgument, says: []string{"is not among the requisite ones"}},
+		{name: "the same again on this node's topology", setup: first, req: withTopology(onThisNode()), source: "vol", bytes: gib, again: true},
 
 		{name: "the same name of the same volume again", setup: first, req: snapshotOf("vol"), source: "vol", bytes: gib, again: true},
 		{name: "the same again, the volume deleted since", setup: func(f *fixture) { first(f); f.remove("vol") },
@@ -111,7 +140,8 @@ func TestCreateSnapshot(t *testing.T) {
 			if (tt.again && made != 0) || (!tt.again && made != 1) {
 				t.Errorf("snapshots %v after, %v before", after, before)
 			}
-			want := &csi.Snapshot{SizeBytes: tt.bytes, SnapshotId: rec.ID, SourceVolumeId: f.id(tt.source), ReadyToUse: true}
+			want := &csi.Snapshot{SizeBytes: tt.bytes, SnapshotId: rec.ID, SourceVolumeId: f.id(tt.source), ReadyToUse: true,
+				AccessibleTopology: []*csi.Topology{volcap.Topology(thisNode)}}
 			if s.GetCreationTime() == nil || !s.GetCreationTime().AsTime().Equal(rec.CreatedAt) {
 				t.Errorf("creation time %v, the pool's %v", s.GetCreationTime(), rec.CreatedAt)
 			}

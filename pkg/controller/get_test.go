@@ -92,6 +92,9 @@ func TestGetSnapshot(t *testing.T) {
 				!s.GetReadyToUse() || !s.GetCreationTime().AsTime().Equal(rec.CreatedAt) {
 				t.Errorf("got %v, want the pool's %+v", s, rec)
 			}
+			if !onlyThisNode(s.GetAccessibleTopology()) {
+				t.Errorf("usable from %v, want this node's topology alone", s.GetAccessibleTopology())
+			}
 		})
 	}
 }

@@ -128,7 +128,8 @@ func TestListVolumes(t *testing.T) {
 
 // TestListSnapshots pages through the snapshots a1 and a2 of volume a, b1
 // of volume b, and c1 of volume c, deleted since, all of them or by their
-// filters; a filter that matches nothing is an empty list.
+// filters; a filter that matches nothing is an empty list. Every entry,
+// by id, by source or a page of all, is usable from this node alone.
 func TestListSnapshots(t *testing.T) {
 	seed := func(f *fixture) {
 		f.volume("a", gib)
@@ -183,7 +184,16 @@ func TestListSnapshots(t *testing.T) {
 				!s.GetCreationTime().AsTime().Equal(rec.CreatedAt) {
 				t.Errorf("entry %v, want the pool's %+v", s, rec)
 			}
+			if !onlyThisNode(s.GetAccessibleTopology()) {
+				t.Errorf("entry %s usable from %v, want this node's topology alone", s.GetSnapshotId(), s.GetAccessibleTopology())
+			}
 		}
 		return ids, resp.GetNextToken(), nil
 	})
+}
+
+// onlyThisNode reports whether a snapshot's accessible_topology is this
+// node's alone.
+func onlyThisNode(ts []*csi.Topology) bool {
+	return len(ts) == 1 && proto.Equal(ts[0], volcap.Topology(thisNode))
 }

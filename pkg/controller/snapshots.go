@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
+	"github.com/csi-thin/csi-thin/pkg/volcap"
 )
 
 // sidecarPrefix marks the parameters the csi-snapshotter adds with
@@ -63,17 +64,20 @@ func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 		return nil, err
 	}
 	klog.V(2).InfoS("Snapshot created", "name", v.Name, "snapshotID", v.ID, "source", v.SourceID, "bytes", v.SizeBytes)
-	return &csi.CreateSnapshotResponse{Snapshot: snapshot(v)}, nil
+	return &csi.CreateSnapshotResponse{Snapshot: s.snapshot(v)}, nil
 }
 
-// snapshot is the CSI form of a snapshot record.
-func snapshot(v *thinpool.Volume) *csi.Snapshot {
+// snapshot is the CSI form of a snapshot record. A snapshot is usable
+// from this node only: a volume restored from it shares its blocks, so it
+// is made in this node's pool (SNAPSHOT_ACCESSIBILITY_CONSTRAINTS).
+func (s *Server) snapshot(v *thinpool.Volume) *csi.Snapshot {
 	return &csi.Snapshot{
-		SizeBytes:      toInt64(v.SizeBytes),
-		SnapshotId:     v.ID,
-		SourceVolumeId: v.SourceID,
-		CreationTime:   timestamppb.New(v.CreatedAt),
-		ReadyToUse:     true,
+		SizeBytes:          toInt64(v.SizeBytes),
+		SnapshotId:         v.ID,
+		SourceVolumeId:     v.SourceID,
+		CreationTime:       timestamppb.New(v.CreatedAt),
+		ReadyToUse:         true,
+		AccessibleTopology: []*csi.Topology{volcap.Topology(s.nodeID)},
 	}
 }
 
@@ -109,14 +113,14 @@ func (s *Server) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 		case v.Kind != thinpool.KindSnapshot || (source != "" && v.SourceID != source):
 			return &csi.ListSnapshotsResponse{}, nil
 		}
-		return &csi.ListSnapshotsResponse{Entries: []*csi.ListSnapshotsResponse_Entry{{Snapshot: snapshot(v)}}}, nil
+		return &csi.ListSnapshotsResponse{Entries: []*csi.ListSnapshotsResponse_Entry{{Snapshot: s.snapshot(v)}}}, nil
 	}
 	entries, next, err := page(s.lister(thinpool.KindSnapshot), req.GetStartingToken(), n,
 		func(v *thinpool.Volume) (*csi.ListSnapshotsResponse_Entry, bool, error) {
 			if source != "" && v.SourceID != source {
 				return nil, false, nil
 			}
-			return &csi.ListSnapshotsResponse_Entry{Snapshot: snapshot(v)}, true, nil
+			return &csi.ListSnapshotsResponse_Entry{Snapshot: s.snapshot(v)}, true, nil
 		})
 	if err != nil {
 		return nil, err
@@ -135,5 +139,5 @@ func (s *Server) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &csi.GetSnapshotResponse{Snapshot: snapshot(v)}, nil
+	return &csi.GetSnapshotResponse{Snapshot: s.snapshot(v)}, nil
 }

@@ -159,6 +159,10 @@ func TestCheckCreateSnapshot(t *testing.T) {
 			Parameters: map[string]string{"retention": "1d"}}, codes.InvalidArgument},
 		{"another node", &csi.CreateSnapshotRequest{Name: "snap", SourceVolumeId: "vol-1",
 			AccessibilityRequirements: &csi.TopologyRequirement{Requisite: []*csi.Topology{volcap.Topology("n2")}}}, codes.ResourceExhausted},
+		{"preferred another node alone", &csi.CreateSnapshotRequest{Name: "snap", SourceVolumeId: "vol-1",
+			AccessibilityRequirements: &csi.TopologyRequirement{Preferred: []*csi.Topology{volcap.Topology("n2")}}}, codes.ResourceExhausted},
+		{"preferred not requisite", &csi.CreateSnapshotRequest{Name: "snap", SourceVolumeId: "vol-1",
+			AccessibilityRequirements: &csi.TopologyRequirement{Requisite: []*csi.Topology{volcap.Topology("n1")}, Preferred: []*csi.Topology{volcap.Topology("n2")}}}, codes.InvalidArgument},
 	}
 	for _, tt := range tests {
 		if err := checkCreateSnapshot(tt.req, "n1"); status.Code(err) != tt.code {

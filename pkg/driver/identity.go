@@ -37,6 +37,10 @@ func (s *identity) GetPluginCapabilities(context.Context, *csi.GetPluginCapabili
 	caps := []*csi.PluginCapability{
 		service(csi.PluginCapability_Service_CONTROLLER_SERVICE),
 		service(csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS),
+		// A snapshot is usable from its node only: a restore shares its
+		// blocks, in that node's pool. Every snapshot says so in its
+		// accessible_topology.
+		service(csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS),
 		{Type: &csi.PluginCapability_VolumeExpansion_{VolumeExpansion: &csi.PluginCapability_VolumeExpansion{
 			Type: csi.PluginCapability_VolumeExpansion_ONLINE,
 		}}},

@@ -1,0 +1,75 @@
+package driver
+
+import (
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/csi-thin/csi-thin/pkg/volcap"
+)
+
+func serviceCap(t csi.PluginCapability_Service_Type) *csi.PluginCapability {
+	return &csi.PluginCapability{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: t}}}
+}
+
+func expansionCap(t csi.PluginCapability_VolumeExpansion_Type) *csi.PluginCapability {
+	return &csi.PluginCapability{Type: &csi.PluginCapability_VolumeExpansion_{VolumeExpansion: &csi.PluginCapability_VolumeExpansion{Type: t}}}
+}
+
+// TestGetPluginCapabilities: what csi-thin claims, each once, and what it
+// does not implement, never.
+func TestGetPluginCapabilities(t *testing.T) {
+	resp, err := (&identity{}).GetPluginCapabilities(t.Context(), &csi.GetPluginCapabilitiesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := resp.GetCapabilities()
+	count := func(c *csi.PluginCapability) int {
+		n := 0
+		for _, g := range got {
+			if proto.Equal(g, c) {
+				n++
+			}
+		}
+		return n
+	}
+	tests := []struct {
+		name string
+		cap  *csi.PluginCapability
+		want bool
+	}{
+		{"the controller service", serviceCap(csi.PluginCapability_Service_CONTROLLER_SERVICE), true},
+		{"volumes on one node", serviceCap(csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS), true},
+		{"snapshots usable from one node", serviceCap(csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS), true},
+		{"online expansion", expansionCap(csi.PluginCapability_VolumeExpansion_ONLINE), true},
+		{"no offline expansion", expansionCap(csi.PluginCapability_VolumeExpansion_OFFLINE), false},
+		{"no group controller service", serviceCap(csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE), false},
+		{"no snapshot metadata service", serviceCap(csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE), false},
+	}
+	claimed := 0
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := 0
+			if tt.want {
+				want = 1
+			}
+			if n := count(tt.cap); n != want {
+				t.Errorf("%v advertised %d times, want %d; all: %v", tt.cap, n, want, got)
+			}
+		})
+		if tt.want {
+			claimed++
+		}
+	}
+	if len(got) != claimed {
+		t.Errorf("capabilities %v: %d, want the %d above", got, len(got), claimed)
+	}
+}
+
+func TestGetPluginInfo(t *testing.T) {
+	resp, err := (&identity{}).GetPluginInfo(t.Context(), &csi.GetPluginInfoRequest{})
+	if err != nil || resp.GetName() != volcap.DriverName || resp.GetVendorVersion() != Version {
+		t.Fatalf("GetPluginInfo = %v, %v; want %s %s", resp, err, volcap.DriverName, Version)
+	}
+}
