@@ -1,13 +1,9 @@
 package driver
 
 import (
-	"context"
 	"flag"
-	"slices"
 	"strings"
 	"testing"
-
-	"github.com/container-storage-interface/spec/lib/go/csi"
 )
 
 func parse(t *testing.T, args ...string) (Options, error) {
@@ -118,33 +114,6 @@ func TestByteSize(t *testing.T) {
 		var b ByteSize
 		if err := b.Set(bad); err == nil {
 			t.Errorf("%q accepted as %d", bad, b)
-		}
-	}
-}
-
-func TestPluginCapabilities(t *testing.T) {
-	cases := []struct {
-		name string
-		id   identity
-		want []csi.PluginCapability_Service_Type
-	}{
-		{"node", identity{}, []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_CONTROLLER_SERVICE, csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS}},
-		{"node with snapshot metadata", identity{snapshotMetadata: true}, []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_CONTROLLER_SERVICE, csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS, csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE}},
-		{"forwarder", identity{forwarder: true}, []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE}},
-	}
-	for _, c := range cases {
-		resp, err := c.id.GetPluginCapabilities(context.Background(), &csi.GetPluginCapabilitiesRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []csi.PluginCapability_Service_Type
-		for _, pc := range resp.GetCapabilities() {
-			if s := pc.GetService(); s != nil {
-				got = append(got, s.GetType())
-			}
-		}
-		if !slices.Equal(got, c.want) {
-			t.Errorf("%s: services %v, want %v", c.name, got, c.want)
 		}
 	}
 }

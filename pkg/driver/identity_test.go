@@ -1,6 +1,8 @@
 package driver
 
 import (
+	"context"
+	"slices"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -71,5 +73,39 @@ func TestGetPluginInfo(t *testing.T) {
 	resp, err := (&identity{}).GetPluginInfo(t.Context(), &csi.GetPluginInfoRequest{})
 	if err != nil || resp.GetName() != volcap.DriverName || resp.GetVendorVersion() != Version {
 		t.Fatalf("GetPluginInfo = %v, %v; want %s %s", resp, err, volcap.DriverName, Version)
+	}
+}
+
+var nodeServices = []csi.PluginCapability_Service_Type{
+	csi.PluginCapability_Service_CONTROLLER_SERVICE,
+	csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS,
+	csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS,
+}
+
+// TestPluginServices: the services each mode claims, in order.
+func TestPluginServices(t *testing.T) {
+	cases := []struct {
+		name string
+		id   identity
+		want []csi.PluginCapability_Service_Type
+	}{
+		{"node", identity{}, nodeServices},
+		{"node with snapshot metadata", identity{snapshotMetadata: true}, append(slices.Clip(nodeServices), csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE)},
+		{"forwarder", identity{forwarder: true}, []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE}},
+	}
+	for _, c := range cases {
+		resp, err := c.id.GetPluginCapabilities(context.Background(), &csi.GetPluginCapabilitiesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []csi.PluginCapability_Service_Type
+		for _, pc := range resp.GetCapabilities() {
+			if s := pc.GetService(); s != nil {
+				got = append(got, s.GetType())
+			}
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: services %v, want %v", c.name, got, c.want)
+		}
 	}
 }
