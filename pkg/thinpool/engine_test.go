@@ -439,7 +439,7 @@ func crashAt(t *testing.T, e *Engine, fk *fakeKernel, v *Volume, step int) {
 	t.Helper()
 	committed := e.committed.Load()
 	v.TxID = committed + 1
-	if err := e.store.writeIntent(committed, v); err != nil {
+	if err := e.store.writeIntent(committed, of(v), nil); err != nil {
 		t.Fatal(err)
 	}
 	if step >= 2 {
