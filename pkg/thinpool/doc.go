@@ -24,6 +24,16 @@
 // deletes. A database of format 1, which held one record's id, is
 // upgraded in place when opened (store.go).
 //
+// Group snapshots (groupsnapshot.go, window.go): the engine freezes every
+// member's mounted filesystem (FIFREEZE on a mount point the kernel's
+// mountinfo names), then suspends every active member, takes the
+// snapshots, resumes all and thaws all, within Config.GroupSnapshotTimeout.
+// The engine holds that policy (which members, in which order, until
+// when) because it alone knows the members' devices and holds their
+// locks; pkg/devmapper holds the ioctls, which keep their errno. A crash
+// inside the window leaves devices suspended and filesystems frozen: start
+// resumes and thaws them.
+//
 // The package does not import CSI,
 // though its messages name what a user sets: a StorageClass, a capacity
 // range's required_bytes and limit_bytes.

@@ -40,6 +40,7 @@ func startTestEngine(t *testing.T, fk *fakeKernel, cfg Config) *Engine {
 	e := newEngine(fk, s, cfg, "pool", dm.Dev{Major: 254, Minor: 0})
 	e.deviceNode = func(d dm.Dev) (string, error) { return "/dev/fake-" + d.String(), nil }
 	e.holders = func(d dm.Dev) ([]string, error) { return []string{"mounted at /fake/" + d.String()}, nil }
+	e.fs = fk.filesystems()
 	if err := e.start(); err != nil {
 		s.close()
 		t.Fatalf("start: %v", err)

@@ -126,6 +126,12 @@ func (e *Engine) journaledLocked(c change) error {
 	c.points.afterIntent.Hit()
 
 	late, err := c.apply()
+	var partly *partlyApplied
+	if errors.As(err, &partly) {
+		// The pool is changed in part: the recovery finishes the change
+		// or rolls it back, as the journal has it.
+		return e.abandonLocked(c.subject(), err)
+	}
 	if err != nil {
 		if dropErr := e.store.dropIntent(c.records, c.groups); dropErr != nil {
 			e.dirty = true

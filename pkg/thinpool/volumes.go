@@ -303,6 +303,9 @@ func (e *Engine) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if v.GroupID != "" {
+		return invalidf("snapshot %s belongs to group snapshot %s and is deleted with it, not alone: delete the group snapshot", id, v.GroupID)
+	}
 	if err := e.deactivate(id); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
