@@ -50,6 +50,7 @@ func New(opts Options) (*Driver, error) {
 	d.server = grpc.NewServer(grpc.ChainUnaryInterceptor(d.interceptors()...))
 	csi.RegisterIdentityServer(d.server, &identity{})
 	csi.RegisterControllerServer(d.server, controller.New(engine, opts.NodeID))
+	csi.RegisterGroupControllerServer(d.server, controller.NewGroup(engine, opts.NodeID))
 	csi.RegisterNodeServer(d.server, node.New(node.Options{Engine: engine, NodeID: opts.NodeID, MaxVolumes: opts.MaxVolumes}))
 	return d, nil
 }
