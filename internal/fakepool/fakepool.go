@@ -41,6 +41,7 @@ type Pool struct {
 	ownDir  bool
 	next    int
 	records map[string]*thinpool.Volume // by id
+	groups  map[string]*thinpool.Group  // by id
 	active  map[string]*device          // by id
 	fail    map[string][]error          // method -> errors to return, in order
 	health  error
@@ -60,7 +61,7 @@ type device struct {
 func New(o Options) (*Pool, error) {
 	p := &Pool{
 		block: o.BlockSizeBytes, budget: o.BudgetBytes, devDir: o.DeviceDir,
-		records: map[string]*thinpool.Volume{}, active: map[string]*device{},
+		records: map[string]*thinpool.Volume{}, groups: map[string]*thinpool.Group{}, active: map[string]*device{},
 		fail: map[string][]error{}, calls: map[string]int{},
 	}
 	if p.block == 0 {
@@ -322,8 +323,12 @@ func (p *Pool) Delete(ctx context.Context, id string) error {
 	if err := p.call(ctx, "Delete"); err != nil {
 		return err
 	}
-	if p.records[id] == nil {
+	v := p.records[id]
+	if v == nil {
 		return fmt.Errorf("%w: no volume or snapshot has id %q", thinpool.ErrNotFound, id)
+	}
+	if v.GroupID != "" {
+		return fmt.Errorf("%w: snapshot %s belongs to group snapshot %s and is deleted with it, not alone: delete the group snapshot", thinpool.ErrInvalidArgument, id, v.GroupID)
 	}
 	if err := p.deactivate(id); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)

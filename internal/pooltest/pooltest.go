@@ -34,6 +34,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Expand", func(t *testing.T) { expand(t, h) })
 	t.Run("List", func(t *testing.T) { list(t, h) })
 	t.Run("EndedContext", func(t *testing.T) { endedContext(t, h) })
+	t.Run("GroupSnapshot", func(t *testing.T) { groupSnapshot(t, h) })
+	t.Run("GroupSnapshotRefusals", func(t *testing.T) { groupSnapshotRefusals(t, h) })
 }
 
 // must fails the test on the error of a call that has to succeed and
@@ -49,6 +51,7 @@ func must[T any](t *testing.T) func(T, error) T {
 }
 
 var (
+	group = must[*thinpool.GroupSnapshot]
 	vol   = must[*thinpool.Volume]
 	act   = must[thinpool.Activation]
 	path  = must[string]
@@ -342,6 +345,10 @@ func endedContext(t *testing.T, h Harness) {
 		"ActivateDevice": func() error { _, err := p.ActivateDevice(ctx, v.ID, false); return err }(),
 		"Deactivate":     p.Deactivate(ctx, v.ID),
 		"Delete":         p.Delete(ctx, v.ID),
+		"CreateGroupSnapshot": func() error {
+			_, err := p.CreateGroupSnapshot(ctx, "g", []string{v.ID}, nil)
+			return err
+		}(),
 	}
 	for name, err := range calls {
 		wantErr(t, name+" with an ended context", err, context.Canceled)
@@ -352,4 +359,91 @@ func endedContext(t *testing.T, h Harness) {
 	if _, err := p.GetByName(thinpool.KindVolume, "b"); !errors.Is(err, thinpool.ErrNotFound) {
 		t.Errorf("a create with an ended context made the volume: %v", err)
 	}
+}
+
+func groupSnapshot(t *testing.T, h Harness) {
+	p := h.New(t)
+	ctx := t.Context()
+	a := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", RequiredBytes: gib}))
+	b := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "b", RequiredBytes: 2 * gib}))
+	act(t)(p.ActivateDevice(ctx, a.ID, false))
+	g := group(t)(p.CreateGroupSnapshot(ctx, "g", []string{a.ID, b.ID}, nil))
+	if len(g.Members) != 2 || len(g.SnapshotIDs) != 2 {
+		t.Fatalf("group %+v has %d members, want 2", g.Group, len(g.Members))
+	}
+	for i, src := range []*thinpool.Volume{a, b} {
+		m := g.Members[i]
+		if m.ID != g.SnapshotIDs[i] || m.Kind != thinpool.KindSnapshot || m.SourceID != src.ID || m.SizeBytes != src.SizeBytes || m.GroupID != g.ID {
+			t.Errorf("member %d is %+v, want a snapshot of %s with its size in group %s", i, m, src.ID, g.ID)
+		}
+		if got := vol(t)(p.Get(m.ID)); got.GroupID != g.ID {
+			t.Errorf("Get of member %s: group %q, want %s", m.ID, got.GroupID, g.ID)
+		}
+	}
+	if again := group(t)(p.CreateGroupSnapshot(ctx, "g", []string{b.ID, a.ID}, nil)); again.ID != g.ID || again.SnapshotIDs[0] != g.SnapshotIDs[0] {
+		t.Errorf("the same group again (volumes in another order) made %s %v, want %s %v", again.ID, again.SnapshotIDs, g.ID, g.SnapshotIDs)
+	}
+	_, err := p.CreateGroupSnapshot(ctx, "g", []string{a.ID}, nil)
+	wantErr(t, "the name of a group of other volumes", err, thinpool.ErrExists)
+	_, err = p.CreateGroupSnapshot(ctx, "g", []string{a.ID, b.ID}, map[string]string{"k": "v"})
+	wantErr(t, "the name of a group with other parameters", err, thinpool.ErrExists)
+	if got := group(t)(p.GetGroupSnapshot(g.ID)); got.Name != "g" || len(got.Members) != 2 {
+		t.Errorf("GetGroupSnapshot: %+v", got.Group)
+	}
+	// A member is a snapshot like another: it restores, but goes only
+	// with its group.
+	r := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "r", SourceID: g.SnapshotIDs[0], SourceKind: thinpool.KindSnapshot}))
+	wantErr(t, "Delete of a member alone", p.Delete(ctx, g.SnapshotIDs[0]), thinpool.ErrInvalidArgument)
+	act(t)(p.ActivateDevice(ctx, g.SnapshotIDs[1], true))
+	release := h.Hold(t, p, g.SnapshotIDs[1])
+	wantErr(t, "DeleteGroupSnapshot with a member held", p.DeleteGroupSnapshot(ctx, g.ID), thinpool.ErrInUse)
+	vol(t)(p.Get(g.SnapshotIDs[0])) // nothing deleted
+	release()
+	if err := p.DeleteGroupSnapshot(ctx, g.ID); err != nil {
+		t.Fatalf("DeleteGroupSnapshot: %v", err)
+	}
+	for _, id := range g.SnapshotIDs {
+		_, err := p.Get(id)
+		wantErr(t, "Get of a member after its group's delete", err, thinpool.ErrNotFound)
+	}
+	_, err = p.GetGroupSnapshot(g.ID)
+	wantErr(t, "GetGroupSnapshot after the delete", err, thinpool.ErrNotFound)
+	wantErr(t, "DeleteGroupSnapshot again", p.DeleteGroupSnapshot(ctx, g.ID), thinpool.ErrNotFound)
+	vol(t)(p.Get(r.ID)) // the restore lives on
+	if again := group(t)(p.CreateGroupSnapshot(ctx, "g", []string{a.ID}, nil)); again.ID == g.ID {
+		t.Error("a group of a deleted group's name has the deleted group's id")
+	}
+}
+
+func groupSnapshotRefusals(t *testing.T, h Harness) {
+	p := h.New(t)
+	ctx := t.Context()
+	a := vol(t)(p.CreateVolume(ctx, thinpool.CreateRequest{Name: "a", RequiredBytes: gib}))
+	s := vol(t)(p.CreateSnapshot(ctx, "s", a.ID, nil))
+	cases := []struct {
+		name    string
+		group   string
+		sources []string
+		want    error
+	}{
+		{"no name", "", []string{a.ID}, thinpool.ErrInvalidArgument},
+		{"no volume", "g", nil, thinpool.ErrInvalidArgument},
+		{"a volume twice", "g", []string{a.ID, a.ID}, thinpool.ErrInvalidArgument},
+		{"an empty id", "g", []string{a.ID, ""}, thinpool.ErrInvalidArgument},
+		{"a snapshot", "g", []string{a.ID, s.ID}, thinpool.ErrInvalidArgument},
+		{"a volume of another node", "g", []string{a.ID, "vol-elsewhere"}, thinpool.ErrNotFound},
+	}
+	for _, c := range cases {
+		_, err := p.CreateGroupSnapshot(ctx, c.group, c.sources, nil)
+		wantErr(t, c.name, err, c.want)
+	}
+	if _, err := p.CreateGroupSnapshot(ctx, "g", []string{a.ID, "vol-elsewhere"}, nil); err != nil && !strings.Contains(err.Error(), "one node") {
+		t.Errorf("a volume of another node: %q does not say that a group's volumes must be on one node", err)
+	}
+	snaps, _, err := p.List(thinpool.KindSnapshot, "", 0)
+	if err != nil || len(snaps) != 1 {
+		t.Errorf("after the refused groups, snapshots %d (%v), want only s", len(snaps), err)
+	}
+	_, err = p.GetGroupSnapshot("grp-missing")
+	wantErr(t, "GetGroupSnapshot of an unknown id", err, thinpool.ErrNotFound)
 }

@@ -78,6 +78,8 @@ func (s *Server) snapshot(v *thinpool.Volume) *csi.Snapshot {
 		CreationTime:       timestamppb.New(v.CreatedAt),
 		ReadyToUse:         true,
 		AccessibleTopology: []*csi.Topology{volcap.Topology(s.nodeID)},
+		// A member of a group snapshot is deleted with its group only.
+		GroupSnapshotId: v.GroupID,
 	}
 }
 

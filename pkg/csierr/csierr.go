@@ -56,8 +56,10 @@ func Code(err error) codes.Code {
 		return codes.ResourceExhausted
 	case errors.Is(err, thinpool.ErrInvalidToken):
 		return codes.Aborted
-	case errors.Is(err, thinpool.ErrInUse):
+	case errors.Is(err, thinpool.ErrInUse), errors.Is(err, thinpool.ErrCannotGroup):
 		return codes.FailedPrecondition
+	case errors.Is(err, thinpool.ErrGroupDeadline):
+		return codes.DeadlineExceeded
 	case errors.Is(err, thinpool.ErrUnhealthy):
 		return codes.Unavailable
 	// The kernel interface's own errors, where the engine passes one on

@@ -4,7 +4,9 @@
 // no dmsetup or lvm binaries) and knows the two targets csi-thin uses:
 // thin-pool, with its messages (create_thin, create_snap, delete,
 // set_transaction_id, metadata snapshots), and thin. It also attaches loop
-// devices and answers block-device questions (size, discard, device node).
+// devices, answers block-device questions (size, discard, device node,
+// what holds it) and freezes the filesystems on a device (FIFREEZE) for a
+// snapshot consistent across devices.
 //
 // It knows nothing of volumes or CSI: callers name dm devices and thin ids.
 // Sizes are in 512-byte sectors unless a name says bytes. Every error from

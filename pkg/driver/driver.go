@@ -51,6 +51,7 @@ func New(opts Options) (*Driver, error) {
 	d.server = grpc.NewServer(grpc.ChainUnaryInterceptor(d.interceptors()...), grpc.StreamInterceptor(logStreams))
 	csi.RegisterIdentityServer(d.server, &identity{snapshotMetadata: opts.SnapshotMetadata.Address != ""})
 	csi.RegisterControllerServer(d.server, controller.New(engine, opts.NodeID))
+	csi.RegisterGroupControllerServer(d.server, controller.NewGroup(engine, opts.NodeID))
 	csi.RegisterNodeServer(d.server, node.New(node.Options{Engine: engine, NodeID: opts.NodeID, MaxVolumes: opts.MaxVolumes}))
 	if opts.SnapshotMetadata.Address != "" {
 		srv, tcp, err := d.snapshotMetadataServer()

@@ -36,6 +36,8 @@ func (s *identity) GetPluginCapabilities(context.Context, *csi.GetPluginCapabili
 	}
 	caps := []*csi.PluginCapability{
 		service(csi.PluginCapability_Service_CONTROLLER_SERVICE),
+		// Group snapshots of volumes of one node.
+		service(csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE),
 		service(csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS),
 		// A snapshot is usable from its node only: a restore shares its
 		// blocks, in that node's pool. Every snapshot says so in its

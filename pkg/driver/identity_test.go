@@ -46,7 +46,7 @@ func TestGetPluginCapabilities(t *testing.T) {
 		{"snapshots usable from one node", serviceCap(csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS), true},
 		{"online expansion", expansionCap(csi.PluginCapability_VolumeExpansion_ONLINE), true},
 		{"no offline expansion", expansionCap(csi.PluginCapability_VolumeExpansion_OFFLINE), false},
-		{"no group controller service", serviceCap(csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE), false},
+		{"the group controller service", serviceCap(csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE), true},
 		{"no snapshot metadata service", serviceCap(csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE), false},
 	}
 	claimed := 0

@@ -40,6 +40,10 @@ func keyOf(req any) (k key, ok bool) {
 		k = key{"volume", r.GetVolumeId()}
 	case *csi.DeleteSnapshotRequest:
 		k = key{"snapshot", r.GetSnapshotId()}
+	case *csi.CreateVolumeGroupSnapshotRequest:
+		k = key{"group snapshot name", r.GetName()}
+	case *csi.DeleteVolumeGroupSnapshotRequest:
+		k = key{"group snapshot", r.GetGroupSnapshotId()}
 	case *csi.NodeStageVolumeRequest:
 		k = key{"volume", r.GetVolumeId()}
 	case *csi.NodeUnstageVolumeRequest:

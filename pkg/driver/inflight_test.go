@@ -66,6 +66,8 @@ func TestInflightKey(t *testing.T) {
 		{&csi.NodePublishVolumeRequest{VolumeId: "v1", TargetPath: "/t1"}, key{"volume", "v1"}},
 		{&csi.NodeUnpublishVolumeRequest{VolumeId: "v1", TargetPath: "/t2"}, key{"volume", "v1"}},
 		{&csi.NodeExpandVolumeRequest{VolumeId: "v1", VolumePath: "/t1"}, key{"volume", "v1"}},
+		{&csi.CreateVolumeGroupSnapshotRequest{Name: "g1", SourceVolumeIds: []string{"v1"}}, key{"group snapshot name", "g1"}},
+		{&csi.DeleteVolumeGroupSnapshotRequest{GroupSnapshotId: "grp-1"}, key{"group snapshot", "grp-1"}},
 	}
 	for _, c := range tracked {
 		t.Run(fmt.Sprintf("%T", c.req), func(t *testing.T) {
@@ -87,6 +89,7 @@ func TestInflightKey(t *testing.T) {
 		&csi.ControllerGetVolumeRequest{VolumeId: "v1"},
 		&csi.ValidateVolumeCapabilitiesRequest{VolumeId: "v1"},
 		&csi.GetSnapshotRequest{SnapshotId: "s1"},
+		&csi.GetVolumeGroupSnapshotRequest{GroupSnapshotId: "grp-1"},
 		&csi.ListVolumesRequest{},
 		&csi.GetCapacityRequest{},
 		&csi.ProbeRequest{},
@@ -127,6 +130,14 @@ func TestInflightSecondCall(t *testing.T) {
 			&csi.CreateSnapshotRequest{Name: "snap-1", SourceVolumeId: "v2"}, codes.Aborted},
 		{"delete of the same snapshot",
 			&csi.DeleteSnapshotRequest{SnapshotId: "s1"}, &csi.DeleteSnapshotRequest{SnapshotId: "s1"}, codes.Aborted},
+		{"group snapshot of the same name",
+			&csi.CreateVolumeGroupSnapshotRequest{Name: "g1", SourceVolumeIds: []string{"v1"}},
+			&csi.CreateVolumeGroupSnapshotRequest{Name: "g1", SourceVolumeIds: []string{"v2"}}, codes.Aborted},
+		{"delete of the same group snapshot",
+			&csi.DeleteVolumeGroupSnapshotRequest{GroupSnapshotId: "grp-1"}, &csi.DeleteVolumeGroupSnapshotRequest{GroupSnapshotId: "grp-1"}, codes.Aborted},
+		{"group snapshot with the name of a snapshot being created",
+			&csi.CreateSnapshotRequest{Name: "x", SourceVolumeId: "v1"},
+			&csi.CreateVolumeGroupSnapshotRequest{Name: "x", SourceVolumeIds: []string{"v1"}}, codes.OK},
 
 		{"stage of another volume",
 			&csi.NodeStageVolumeRequest{VolumeId: "v1", StagingTargetPath: "/staging"},

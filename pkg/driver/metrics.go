@@ -67,6 +67,9 @@ func newMetrics(pool poolReader) *metrics {
 	if g, ok := pool.(growReader); ok {
 		m.registry.MustRegister(&growCollector{pool: g})
 	}
+	if g, ok := pool.(groupReader); ok {
+		m.registry.MustRegister(&groupCollector{pool: g})
+	}
 	return m
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/csi-thin/csi-thin/pkg/snapmeta"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
@@ -43,6 +44,9 @@ type Options struct {
 	DataReserve        float64 // percent
 	MetadataReserve    float64 // percent
 	ErrorIfNoSpace     bool
+	// GroupSnapshotTimeout bounds how long a group snapshot keeps its
+	// volumes frozen and suspended.
+	GroupSnapshotTimeout time.Duration
 
 	MaxVolumes int64
 
@@ -84,6 +88,7 @@ func DefaultOptions() Options {
 			Format:     "variable",
 			ClientName: "csi-thin-snapshot-metadata-forwarder",
 		},
+		GroupSnapshotTimeout: thinpool.DefaultGroupSnapshotTimeout,
 	}
 }
 
@@ -103,6 +108,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.OverprovisionRatio, "overprovision-ratio", o.OverprovisionRatio, "volume and snapshot sizes may add up to this many times the pool's size")
 	fs.Float64Var(&o.DataReserve, "data-reserve-percent", o.DataReserve, "refuse new volumes while free data space is below this percentage")
 	fs.Float64Var(&o.MetadataReserve, "metadata-reserve-percent", o.MetadataReserve, "refuse new volumes while free metadata space is below this percentage")
+	fs.DurationVar(&o.GroupSnapshotTimeout, "group-snapshot-timeout", o.GroupSnapshotTimeout, "the longest a group snapshot keeps its volumes' filesystems frozen and devices suspended; past it the group is undone and may be retried")
 	fs.BoolVar(&o.ErrorIfNoSpace, "error-if-no-space", o.ErrorIfNoSpace, "fail writes at once when the pool is full instead of queueing them until it grows")
 	fs.Int64Var(&o.MaxVolumes, "max-volumes", o.MaxVolumes, "most volumes the scheduler may place on this node; 0: no limit")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "serve Prometheus metrics on /metrics at this host:port (e.g. :9809); empty: no metrics server")
@@ -149,6 +155,9 @@ func (o *Options) Validate() error {
 	if o.PoolGrowPercent < 1 || o.PoolGrowPercent > 100 {
 		return fmt.Errorf("--pool-grow-percent %g: use 1 to 100", o.PoolGrowPercent)
 	}
+	if o.GroupSnapshotTimeout <= 0 {
+		return fmt.Errorf("--group-snapshot-timeout %v: use a positive duration, such as 10s", o.GroupSnapshotTimeout)
+	}
 	if o.PoolFSReserve <= 0 || o.PoolFSReserve >= 100 {
 		return fmt.Errorf("--pool-fs-reserve-percent %g: use more than 0 and less than 100", o.PoolFSReserve)
 	}
@@ -175,7 +184,7 @@ func (o *Options) engineConfig() thinpool.Config {
 		MaxSizeBytes: uint64(o.PoolMaxSize), GrowPercent: o.PoolGrowPercent, FSReservePercent: o.PoolFSReserve,
 		OverprovisionRatio: o.OverprovisionRatio,
 		DataReservePercent: o.DataReserve, MetadataReservePercent: o.MetadataReserve,
-		ErrorIfNoSpace: o.ErrorIfNoSpace,
+		ErrorIfNoSpace: o.ErrorIfNoSpace, GroupSnapshotTimeout: o.GroupSnapshotTimeout,
 	}
 }
 

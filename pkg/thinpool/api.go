@@ -17,6 +17,11 @@ type Pool interface {
 	GetByName(kind Kind, name string) (*Volume, error)
 	List(kind Kind, token string, max int) ([]*Volume, string, error)
 
+	// Group snapshots.
+	CreateGroupSnapshot(ctx context.Context, name string, sourceIDs []string, params map[string]string) (*GroupSnapshot, error)
+	DeleteGroupSnapshot(ctx context.Context, id string) error
+	GetGroupSnapshot(id string) (*GroupSnapshot, error)
+
 	// Devices on this node.
 	ActivateDevice(ctx context.Context, id string, readOnly bool) (Activation, error)
 	Deactivate(ctx context.Context, id string) error

@@ -3,6 +3,7 @@ package thinpool
 import (
 	"fmt"
 	"path/filepath"
+	"time"
 
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 )
@@ -16,6 +17,7 @@ const (
 	DefaultMetadataReservePercent = 10.0
 	DefaultGrowPercent            = 20.0
 	DefaultFSReservePercent       = 10.0
+	DefaultGroupSnapshotTimeout   = 10 * time.Second
 )
 
 // Config describes a node's pool.
@@ -58,6 +60,11 @@ type Config struct {
 	// ErrorIfNoSpace makes writes fail at once when the pool is full,
 	// instead of queueing until it grows.
 	ErrorIfNoSpace bool
+	// GroupSnapshotTimeout bounds a group snapshot's window, from the
+	// first member's freeze: past it the group is undone and every member
+	// resumed and thawed, so that a slow flush or a busy pool stalls the
+	// members' applications for no longer.
+	GroupSnapshotTimeout time.Duration
 	// ThinCheck is the thin_check binary run on existing metadata before
 	// the pool is activated; empty looks it up in PATH, "none" skips it.
 	ThinCheck string
@@ -93,6 +100,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.FSReservePercent == 0 {
 		c.FSReservePercent = DefaultFSReservePercent
 	}
+	if c.GroupSnapshotTimeout == 0 {
+		c.GroupSnapshotTimeout = DefaultGroupSnapshotTimeout
+	}
 	switch {
 	case c.StateDir == "" || !filepath.IsAbs(c.StateDir):
 		return c, invalidf("state directory %q must be an absolute path", c.StateDir)
@@ -115,6 +125,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, invalidf("maximum pool size %d bytes is below the pool size %d bytes: raise it, or leave it 0 to turn auto-grow off", c.MaxSizeBytes, c.PoolSizeBytes)
 	case c.GrowPercent < 1 || c.GrowPercent > 100:
 		return c, invalidf("grow step %g%% is out of range: use 1 to 100 percent of the pool's size", c.GrowPercent)
+	case c.GroupSnapshotTimeout < 0:
+		return c, invalidf("group snapshot timeout %v is negative: give how long a group's members may stay frozen, or 0 for %v", c.GroupSnapshotTimeout, DefaultGroupSnapshotTimeout)
 	case c.FSReservePercent <= 0 || c.FSReservePercent >= 100:
 		return c, invalidf("file system reserve %g%% is out of range: use more than 0 and less than 100 percent", c.FSReservePercent)
 	}

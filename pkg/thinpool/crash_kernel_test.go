@@ -73,6 +73,9 @@ const (
 	crashRestore       crashOp = "restore"        // volume r<run> from s<run>
 	crashExpand        crashOp = "expand"         // activate r, expand it, deactivate it
 	crashDeleteRestore crashOp = "delete-restore" // delete r<run>
+	crashPeer          crashOp = "peer"           // create volume w<run>, activate it, write pattern C
+	crashGroup         crashOp = "group"          // group snapshot g<run> of the active v and w
+	crashGroupDelete   crashOp = "group-delete"   // delete g<run>
 	crashDeleteOrigin  crashOp = "delete-origin"  // delete v<run> (odd runs)
 )
 
@@ -105,6 +108,12 @@ func crashPlan(run int) []crashStep {
 		// and a crash leaves the device smaller than the record.
 		{crashExpand, []string{"expand.after-record"}},
 		{crashDeleteRestore, crashJournalPoints("delete")},
+		{crashPeer, crashJournalPoints("create")},
+		// The members are suspended before the intent; each member's
+		// create_snap is a point of its own.
+		{crashGroup, []string{"group.members-suspended", "group.after-intent", "group.member-created", "group.member-created",
+			"group.after-apply", "group.after-txid"}},
+		{crashGroupDelete, crashJournalPoints("group-delete")},
 	}
 	if run%2 == 1 {
 		steps = append(steps, crashStep{crashDeleteOrigin, crashJournalPoints("delete")})
@@ -122,6 +131,7 @@ var crashRollbackPoints = []string{
 	"create.after-intent", "create.after-apply",
 	"snapshot.after-intent", "snapshot.taken-before-resume", "snapshot.after-apply",
 	"snapshot.after-intent:2", "snapshot.after-apply:2",
+	"group.member-created:1", "group.after-apply",
 }
 
 // crashArm is the CSI_THIN_FAILPOINT value of a run: the point's k-th
@@ -151,6 +161,10 @@ func crashGrowTarget(run int) uint64 { return crashPoolBytes + uint64(run+1)*cra
 func crashNames(run int) (v, s, r string) {
 	return fmt.Sprintf("v%d", run), fmt.Sprintf("s%d", run), fmt.Sprintf("r%d", run)
 }
+
+// crashGroupNames are the names of run's group snapshot and its second
+// volume.
+func crashGroupNames(run int) (g, w string) { return fmt.Sprintf("g%d", run), fmt.Sprintf("w%d", run) }
 
 // crashPattern is recognisable data of run: 32-byte lines that name the
 // pattern, the run and the offset.
@@ -215,6 +229,13 @@ func TestCrashChild(t *testing.T) {
 			report("fail %s %v", step.op, err)
 			t.Fatalf("%s: %v", step.op, err)
 		}
+		if step.op == crashGroup {
+			for _, m := range w.g.Members {
+				report("member %s %d", m.ID, m.ThinID)
+			}
+			report("done %s %s 0", step.op, w.g.ID)
+			continue
+		}
 		if vol != nil {
 			report("done %s %s %d", step.op, vol.ID, vol.ThinID)
 		} else {
@@ -225,10 +246,11 @@ func TestCrashChild(t *testing.T) {
 
 // crashWorkload runs the child's steps.
 type crashWorkload struct {
-	t       *testing.T
-	e       *thinpool.Engine
-	run     int
-	v, s, r *thinpool.Volume
+	t          *testing.T
+	e          *thinpool.Engine
+	run        int
+	v, s, r, w *thinpool.Volume
+	g          *thinpool.GroupSnapshot
 }
 
 func (w *crashWorkload) do(op crashOp) (*thinpool.Volume, error) {
@@ -265,6 +287,21 @@ func (w *crashWorkload) do(op crashOp) (*thinpool.Volume, error) {
 		return g, e.Deactivate(context.Background(), w.r.ID)
 	case crashDeleteRestore:
 		return nil, e.Delete(context.Background(), w.r.ID)
+	case crashPeer:
+		_, wName := crashGroupNames(w.run)
+		if w.w, err = e.CreateVolume(context.Background(), thinpool.CreateRequest{Name: wName, RequiredBytes: crashVolBytes}); err != nil {
+			return nil, err
+		}
+		return w.w, crashWriteVolume(e, w.w.ID, 0, crashPattern('C', w.run, crashPatternSize))
+	case crashGroup:
+		gName, _ := crashGroupNames(w.run)
+		if _, err := e.Activate(context.Background(), w.v.ID, false); err != nil {
+			return nil, err
+		}
+		w.g, err = e.CreateGroupSnapshot(context.Background(), gName, []string{w.v.ID, w.w.ID}, nil)
+		return nil, err
+	case crashGroupDelete:
+		return nil, e.DeleteGroupSnapshot(context.Background(), w.g.ID)
 	case crashDeleteOrigin:
 		return nil, e.Delete(context.Background(), w.v.ID)
 	}
@@ -581,7 +618,8 @@ func (s *crashSeries) run(t *testing.T, name string, run int) {
 type crashProgress struct {
 	raw      string
 	done     map[crashOp]crashDone
-	inFlight crashOp // begun and not done; "" if none
+	inFlight crashOp     // begun and not done; "" if none
+	members  []crashDone // of the group snapshot, once it returned
 }
 
 type crashDone struct {
@@ -601,6 +639,12 @@ func readCrashProgress(path string) (*crashProgress, error) {
 		case len(f) == 0:
 		case f[0] == "begin" && len(f) == 2:
 			p.inFlight = crashOp(f[1])
+		case f[0] == "member" && len(f) == 3:
+			thin, err := strconv.ParseUint(f[2], 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("progress file %s: bad line %q", path, line)
+			}
+			p.members = append(p.members, crashDone{id: f[1], thin: uint32(thin)})
 		case f[0] == "done" && len(f) == 4:
 			thin, err := strconv.ParseUint(f[3], 10, 32)
 			if err != nil || crashOp(f[1]) != p.inFlight {
@@ -659,13 +703,23 @@ func (s *crashSeries) verify(t *testing.T, run int, prog *crashProgress) bool {
 	s.retry(fail, e, run, prog)
 
 	vName, sName, rName := crashNames(run)
+	_, wName := crashGroupNames(run)
 	for _, n := range []struct {
 		kind thinpool.Kind
 		name string
-	}{{thinpool.KindVolume, vName}, {thinpool.KindSnapshot, sName}, {thinpool.KindVolume, rName}} {
+	}{{thinpool.KindVolume, vName}, {thinpool.KindSnapshot, sName}, {thinpool.KindVolume, rName}, {thinpool.KindVolume, wName}} {
 		if v, err := e.GetByName(n.kind, n.name); err == nil {
 			if err := e.Deactivate(t.Context(), v.ID); err != nil {
 				fail("deactivate %s: %v", n.name, err)
+			}
+		}
+	}
+	if recs, err := crashRecords(e); err == nil {
+		for _, v := range recs {
+			if v.GroupID != "" {
+				if err := e.Deactivate(t.Context(), v.ID); err != nil {
+					fail("deactivate group member %s: %v", v.ID, err)
+				}
 			}
 		}
 	}
@@ -814,10 +868,12 @@ func (s *crashSeries) checkRecords(fail func(string, ...any), run int, prog *cra
 		kind    thinpool.Kind
 		name    string
 	}
+	gName, wName := crashGroupNames(run)
 	objs := []obj{
 		{crashCreate, crashDeleteOrigin, thinpool.KindVolume, vName},
 		{crashSnapshot, "", thinpool.KindSnapshot, sName},
 		{crashRestore, crashDeleteRestore, thinpool.KindVolume, rName},
+		{crashPeer, "", thinpool.KindVolume, wName},
 	}
 	want := map[string]*thinpool.Volume{}
 	for id, v := range s.model {
@@ -838,6 +894,28 @@ func (s *crashSeries) checkRecords(fail func(string, ...any), run int, prog *cra
 				mayLack[d.id] = true
 			}
 		}
+	}
+	// The group's members, as its create or delete left them.
+	switch {
+	case prog.inFlight == crashGroup:
+		mayHave[string(thinpool.KindSnapshot)+"/"+gName] = true
+	case prog.finished(crashGroup) && !prog.finished(crashGroupDelete):
+		for _, m := range prog.members {
+			want[m.id] = &thinpool.Volume{ID: m.id, Kind: thinpool.KindSnapshot, Name: gName, ThinID: m.thin}
+			if prog.inFlight == crashGroupDelete {
+				mayLack[m.id] = true
+			}
+		}
+	}
+	// And whichever it was, the whole group or none of it.
+	n := 0
+	for _, v := range recs {
+		if v.Kind == thinpool.KindSnapshot && v.Name == gName && v.GroupID != "" {
+			n++
+		}
+	}
+	if n != 0 && n != 2 {
+		fail("group snapshot %q has %d of its 2 members after recovery: a group is whole or none", gName, n)
 	}
 	for id, w := range want {
 		v := recs[id]
@@ -968,8 +1046,59 @@ func (s *crashSeries) retry(fail func(string, ...any), e *thinpool.Engine, run i
 		})
 	}
 
+	// The second volume converges as the first, and the group snapshot
+	// as a snapshot: one group, with its members, or none after its
+	// delete.
+	gName, wName := crashGroupNames(run)
+	var w *thinpool.Volume
+	if prog.began(crashPeer) {
+		w = converge(crashPeer, thinpool.KindVolume, wName, func() (*thinpool.Volume, error) {
+			return e.CreateVolume(context.Background(), thinpool.CreateRequest{Name: wName, RequiredBytes: crashVolBytes})
+		})
+	}
+	var members []*thinpool.Volume
+	switch {
+	case prog.began(crashGroupDelete):
+		id := prog.done[crashGroup].id
+		if prog.inFlight == crashGroupDelete {
+			if err := e.DeleteGroupSnapshot(context.Background(), id); err != nil && !errors.Is(err, thinpool.ErrNotFound) {
+				fail("retried delete of group snapshot %q: %v", gName, err)
+			}
+		}
+		if _, err := e.GetGroupSnapshot(id); !errors.Is(err, thinpool.ErrNotFound) {
+			fail("group snapshot %q (%s) after its delete: %v, want not found", gName, id, err)
+		}
+		for _, m := range prog.members {
+			if _, err := e.Get(m.id); !errors.Is(err, thinpool.ErrNotFound) {
+				fail("member %s of the deleted group snapshot %q: %v, want not found", m.id, gName, err)
+			}
+		}
+	case prog.began(crashGroup):
+		sources := []string{prog.done[crashCreate].id, prog.done[crashPeer].id}
+		a, err := e.CreateGroupSnapshot(context.Background(), gName, sources, nil)
+		if err != nil {
+			fail("retried group snapshot %q: %v", gName, err)
+			break
+		}
+		if d, ok := prog.done[crashGroup]; ok && a.ID != d.id {
+			fail("retried group snapshot %q gave %s, but the child created %s", gName, a.ID, d.id)
+		}
+		for i, m := range prog.members {
+			if i >= len(a.Members) || a.Members[i].ID != m.id || a.Members[i].ThinID != m.thin {
+				fail("retried group snapshot %q has members %v, but the child's were %v", gName, a.SnapshotIDs, prog.members)
+				break
+			}
+		}
+		if b, err := e.CreateGroupSnapshot(context.Background(), gName, sources, nil); err != nil || b.ID != a.ID {
+			fail("group snapshot %q again: %v, %v; want %s", gName, b, err, a.ID)
+		}
+		members = a.Members
+	}
+
 	// Data: the snapshot and the restore hold pattern A, written before
 	// the snapshot; the origin has pattern B over its first block since.
+	// The group's members hold what their volumes held then: the origin's
+	// B over A, and the second volume's C.
 	a := crashPattern('A', run, crashPatternSize)
 	check := func(what string, vol *thinpool.Volume, want []byte, size uint64) {
 		if vol == nil {
@@ -999,6 +1128,14 @@ func (s *crashSeries) retry(fail func(string, ...any), e *thinpool.Engine, run i
 			want = append(crashPattern('B', run, crashPoolBlock), a[crashPoolBlock:]...)
 		}
 		check("origin", v, want, crashVolBytes)
+	}
+	c := crashPattern('C', run, crashPatternSize)
+	if _, ok := prog.done[crashPeer]; ok {
+		check("second volume", w, c, crashVolBytes)
+	}
+	if len(members) == 2 {
+		check("group member of the origin", members[0], append(crashPattern('B', run, crashPoolBlock), a[crashPoolBlock:]...), crashVolBytes)
+		check("group member of the second volume", members[1], c, crashVolBytes)
 	}
 }
 

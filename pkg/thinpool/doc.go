@@ -8,7 +8,33 @@
 // pool's transaction id is advanced with a compare-and-swap. The
 // transaction id is the commit point: at start, an intent the pool never
 // reached is rolled back and one it reached is completed, so the records
-// and the pool's thin ids always agree. The package does not import CSI,
+// and the pool's thin ids always agree.
+//
+// The journal's intent names every record one transaction completes, and
+// each of them carries the change (creating, deleting) and the
+// transaction id; recovery settles or rolls back all of them together. A
+// group snapshot is one intent of its members and the group's record,
+// created by one create_snap each and committed by one transaction id
+// step: the whole group or none. The same intent batches unrelated
+// changes: concurrent creates can share one intent, one durable commit
+// and one transaction id step by building one change of their records
+// (each apply then undoes its own thin devices if a later one fails, or
+// the batch drops the failed record from the intent before the step).
+// Recovery of a mixed intent rolls its creates back and finishes its
+// deletes. A database of format 1, which held one record's id, is
+// upgraded in place when opened (store.go).
+//
+// Group snapshots (groupsnapshot.go, window.go): the engine freezes every
+// member's mounted filesystem (FIFREEZE on a mount point the kernel's
+// mountinfo names), then suspends every active member, takes the
+// snapshots, resumes all and thaws all, within Config.GroupSnapshotTimeout.
+// The engine holds that policy (which members, in which order, until
+// when) because it alone knows the members' devices and holds their
+// locks; pkg/devmapper holds the ioctls, which keep their errno. A crash
+// inside the window leaves devices suspended and filesystems frozen: start
+// resumes and thaws them.
+//
+// The package does not import CSI,
 // though its messages name what a user sets: a StorageClass, a capacity
 // range's required_bytes and limit_bytes.
 //

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"k8s.io/klog/v2"
 
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 )
@@ -29,7 +32,11 @@ type Engine struct {
 	blockSectors uint32
 	deviceNode   func(dm.Dev) (string, error)
 	holders      func(dm.Dev) ([]string, error) // what keeps a device open
-	backing      *backing                       // how the pool's devices are kept; nil in unit tests
+	fs           filesystems                    // freezes the filesystems of group members
+	now          func() time.Time               // the clock of group snapshots' deadlines
+	groupHook    func(stage string)             // tests: runs at each stage of a group's window
+	groups       groupStats
+	backing      *backing // how the pool's devices are kept; nil in unit tests
 
 	locks keyLocks
 
@@ -60,6 +67,8 @@ func newEngine(k kernel, s *store, cfg Config, pool string, poolDev dm.Dev) *Eng
 		blockSectors: uint32(cfg.BlockSizeBytes / sectorSize),
 		deviceNode:   func(d dm.Dev) (string, error) { return dm.DeviceNode(d.Major, d.Minor) },
 		holders:      dm.Holders,
+		fs:           kernelFilesystems,
+		now:          time.Now,
 	}
 }
 
@@ -104,7 +113,9 @@ func (e *Engine) totalPromisedLocked() error {
 }
 
 // resumeSuspended resumes this pool's devices that a crash left suspended,
-// such as an origin killed mid-snapshot; their I/O would hang otherwise.
+// such as an origin killed mid-snapshot, and thaws the filesystems a
+// crash inside a group snapshot left frozen; their I/O would hang
+// otherwise.
 func (e *Engine) resumeSuspended() error {
 	devs, err := e.k.List()
 	if err != nil {
@@ -121,6 +132,12 @@ func (e *Engine) resumeSuspended() error {
 		if err := e.k.Resume(d.Name, 0); err != nil {
 			return fmt.Errorf("resume %s, left suspended by a crash: %w", d.Name, err)
 		}
+	}
+	// Thawed after the resumes, as a group snapshot's window closes. A
+	// filesystem that will not thaw does not keep the pool from serving:
+	// the retry of its group snapshot thaws it again.
+	if err := e.thawAll(devs); err != nil {
+		klog.ErrorS(err, "A filesystem left frozen by a crash could not be thawed; retry its group snapshot to thaw it")
 	}
 	return nil
 }

@@ -40,6 +40,7 @@ func startTestEngine(t *testing.T, fk *fakeKernel, cfg Config) *Engine {
 	e := newEngine(fk, s, cfg, "pool", dm.Dev{Major: 254, Minor: 0})
 	e.deviceNode = func(d dm.Dev) (string, error) { return "/dev/fake-" + d.String(), nil }
 	e.holders = func(d dm.Dev) ([]string, error) { return []string{"mounted at /fake/" + d.String()}, nil }
+	e.fs = fk.filesystems()
 	if err := e.start(); err != nil {
 		s.close()
 		t.Fatalf("start: %v", err)
@@ -439,7 +440,7 @@ func crashAt(t *testing.T, e *Engine, fk *fakeKernel, v *Volume, step int) {
 	t.Helper()
 	committed := e.committed.Load()
 	v.TxID = committed + 1
-	if err := e.store.writeIntent(committed, v); err != nil {
+	if err := e.store.writeIntent(committed, of(v), nil); err != nil {
 		t.Fatal(err)
 	}
 	if step >= 2 {

@@ -44,6 +44,14 @@ var (
 	ErrOutOfRange = errors.New("size out of range")
 	// ErrInvalidToken: a list continuation token the engine did not give.
 	ErrInvalidToken = errors.New("invalid list token")
+	// ErrCannotGroup: the volumes cannot be snapshotted together as
+	// asked, such as a member whose filesystem cannot be frozen; the
+	// error says which and why.
+	ErrCannotGroup = errors.New("volumes cannot be snapshotted together")
+	// ErrGroupDeadline: a group snapshot's members stayed frozen and
+	// suspended past the group snapshot timeout; it was undone, and a
+	// retry may succeed.
+	ErrGroupDeadline = errors.New("group snapshot deadline passed")
 	// ErrStoreMismatch: the database and the pool's metadata tell
 	// different histories; the engine refuses to guess.
 	ErrStoreMismatch = errors.New("state database and pool disagree")

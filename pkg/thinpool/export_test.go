@@ -2,7 +2,9 @@ package thinpool
 
 import (
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 )
@@ -27,4 +29,26 @@ func NewTestEngine(t *testing.T) (e *Engine, hold func(id string) (release func(
 		fk.setOpen(e.dmName(id), 1)
 		return func() { fk.setOpen(e.dmName(id), 0) }
 	}
+}
+
+// SkewGroupClock makes e's clock, by which group snapshots keep their
+// deadline, jump d ahead each time a group snapshot's window reaches
+// stage ("frozen", "suspended", "created"), until t ends: a test passes
+// the deadline there without waiting for it.
+func SkewGroupClock(t testing.TB, e *Engine, stage string, d time.Duration) {
+	var mu sync.Mutex
+	skew := time.Duration(0)
+	e.now = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Now().Add(skew)
+	}
+	e.groupHook = func(s string) {
+		if s == stage {
+			mu.Lock()
+			skew += d
+			mu.Unlock()
+		}
+	}
+	t.Cleanup(func() { e.now, e.groupHook = time.Now, nil })
 }

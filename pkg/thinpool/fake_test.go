@@ -24,6 +24,77 @@ type fakeKernel struct {
 	// holdSuspend, when set, holds every Suspend until it opens, before
 	// the device is suspended: a suspend whose flush takes that long.
 	holdSuspend *gate
+	// Filesystems mounted on the devices (by device number), those
+	// frozen, and the order of the suspends, resumes, snapshots, freezes
+	// and thaws: "suspend NAME", "freeze MOUNTPOINT", ...
+	mounts map[dm.Dev]string
+	frozen map[string]bool
+	events []string
+}
+
+func (f *fakeKernel) event(op, what string) { f.events = append(f.events, op+" "+what) }
+
+// eventLog is a copy of the events so far.
+func (f *fakeKernel) eventLog() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.events...)
+}
+
+// mount makes a filesystem mounted at mountPoint on the active device
+// name.
+func (f *fakeKernel) mount(name, mountPoint string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mounts[f.devs[name].dev] = mountPoint
+}
+
+func (f *fakeKernel) isFrozen(mountPoint string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.frozen[mountPoint]
+}
+
+// filesystems freeze the fake's mounts as the kernel does: EBUSY for one
+// frozen already, EINVAL to thaw one that is not; "freeze" and "thaw"
+// take injected errors.
+func (f *fakeKernel) filesystems() filesystems {
+	return filesystems{
+		mounts: func(d dm.Dev) ([]string, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if mp, ok := f.mounts[d]; ok {
+				return []string{mp}, nil
+			}
+			return nil, nil
+		},
+		freeze: func(mp string) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if err := f.step("freeze"); err != nil {
+				return err
+			}
+			if f.frozen[mp] {
+				return kerr("freeze", mp, unix.EBUSY)
+			}
+			f.frozen[mp] = true
+			f.event("freeze", mp)
+			return nil
+		},
+		thaw: func(mp string) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if err := f.step("thaw"); err != nil {
+				return err
+			}
+			if !f.frozen[mp] {
+				return kerr("thaw", mp, unix.EINVAL)
+			}
+			delete(f.frozen, mp)
+			f.event("thaw", mp)
+			return nil
+		},
+	}
 }
 
 // gate holds the calls that reach it until the test opens it, and tells
@@ -58,6 +129,7 @@ type fakeDev struct {
 func newFakeKernel() *fakeKernel {
 	return &fakeKernel{
 		thins: map[uint32]bool{}, devs: map[string]*fakeDev{}, failOps: map[string]error{}, calls: map[string]int{},
+		mounts: map[dm.Dev]string{}, frozen: map[string]bool{},
 		status: dm.PoolStatus{Mode: dm.PoolModeReadWrite, DataTotal: 16384, MetadataTotal: 4096, DiscardPassdown: true},
 	}
 }
@@ -127,6 +199,7 @@ func (f *fakeKernel) CreateSnap(pool string, id, origin uint32) error {
 		}
 	}
 	f.thins[id] = true
+	f.event("create_snap", fmt.Sprint(origin))
 	return nil
 }
 
@@ -237,8 +310,12 @@ func (f *fakeKernel) Suspend(name string, _ dm.SuspendOptions) error {
 	if d == nil {
 		return kerr("suspend", name, unix.ENXIO)
 	}
+	if err := f.step("suspend"); err != nil {
+		return err
+	}
 	d.suspended = true
-	return f.step("suspend")
+	f.event("suspend", name)
+	return nil
 }
 
 func (f *fakeKernel) Resume(name string, _ dm.UdevFlags) error {
@@ -252,6 +329,7 @@ func (f *fakeKernel) Resume(name string, _ dm.UdevFlags) error {
 		return err
 	}
 	d.suspended = false
+	f.event("resume", name)
 	return nil
 }
 

@@ -21,6 +21,10 @@ type Volume struct {
 	SourceID   string            `json:"sourceId,omitempty"` // a snapshot's volume; a restore's snapshot; a clone's volume
 	CreatedAt  time.Time         `json:"createdAt"`
 	Parameters map[string]string `json:"parameters,omitempty"`
+	// GroupID is the group snapshot a snapshot was taken in, "" for one
+	// taken alone. A member is deleted with its group, not alone, and has
+	// no entry among the names: it is found through its group.
+	GroupID string `json:"groupId,omitempty"`
 
 	// The journal: a record a change is under way for, and the pool
 	// transaction that completes it.

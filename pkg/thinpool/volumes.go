@@ -86,11 +86,11 @@ func (e *Engine) CreateVolume(ctx context.Context, req CreateRequest) (*Volume, 
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond), Parameters: maps.Clone(req.Parameters), State: stateCreating,
 	}
 	c := change{
-		points: fpCreate,
-		record: v,
-		check:  func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, size) },
-		apply:  func(v *Volume) (error, error) { return nil, e.k.CreateThin(e.pool, v.ThinID) },
-		done:   func(v *Volume) { e.promised.Add(v.SizeBytes) },
+		points:  fpCreate,
+		records: of(v),
+		check:   func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, size) },
+		apply:   func() (error, error) { return nil, e.k.CreateThin(e.pool, v.ThinID) },
+		done:    func() { e.promised.Add(v.SizeBytes) },
 	}
 	if src == nil {
 		err = e.journaled(ctx, c)
@@ -187,10 +187,10 @@ func (e *Engine) CreateSnapshot(ctx context.Context, name, sourceID string, para
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond), Parameters: maps.Clone(params), State: stateCreating,
 	}
 	err = e.journaledCopy(ctx, change{
-		points: fpSnapshot,
-		record: v,
-		check:  func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, v.SizeBytes) },
-		done:   func(v *Volume) { e.promised.Add(v.SizeBytes) },
+		points:  fpSnapshot,
+		records: of(v),
+		check:   func(st dm.PoolStatus) error { return e.checkCapacityLocked(st, v.SizeBytes) },
+		done:    func() { e.promised.Add(v.SizeBytes) },
 	}, src, fpSnapshotSuspended)
 	var taken *nameTakenError
 	if errors.As(err, &taken) {
@@ -243,7 +243,8 @@ func (e *Engine) journaledCopy(ctx context.Context, c change, src *Volume, suspe
 	if err != nil {
 		return err
 	}
-	c.apply = func(v *Volume) (error, error) {
+	v := c.records[0]
+	c.apply = func() (error, error) {
 		err := e.k.CreateSnap(e.pool, v.ThinID, src.ThinID)
 		if err == nil && thaw != nil {
 			fpSnapshotTaken.Hit()
@@ -302,16 +303,19 @@ func (e *Engine) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if v.GroupID != "" {
+		return invalidf("snapshot %s belongs to group snapshot %s and is deleted with it, not alone: delete the group snapshot", id, v.GroupID)
+	}
 	if err := e.deactivate(id); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
 	d := *v
 	d.State = stateDeleting
 	err = e.journaled(ctx, change{
-		points: fpDelete,
-		record: &d,
-		apply:  func(v *Volume) (error, error) { return nil, e.deleteThin(v) },
-		done:   func(v *Volume) { e.promised.Store(e.promised.Load() - v.SizeBytes) },
+		points:  fpDelete,
+		records: of(&d),
+		apply:   func() (error, error) { return nil, e.deleteThin(&d) },
+		done:    func() { e.promised.Store(e.promised.Load() - d.SizeBytes) },
 	})
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
