@@ -79,11 +79,11 @@ func ThinIDs(pool, metadataDev string) (map[uint32]bool, error) {
 		return nil, err
 	}
 	defer ctl.Close()
-	if err := ReserveMetadataSnap(ctl, pool); err != nil {
+	if err := ctl.ReserveMetadataSnap(pool); err != nil {
 		return nil, err
 	}
 	out, err := exec.Command("thin_ls", "--metadata-snap", "--no-headers", "-o", "DEV", metadataDev).CombinedOutput()
-	if relErr := ReleaseMetadataSnap(ctl, pool); relErr != nil && err == nil {
+	if relErr := ctl.ReleaseMetadataSnap(pool); relErr != nil && err == nil {
 		err = relErr
 	}
 	if err != nil {
@@ -98,18 +98,4 @@ func ThinIDs(pool, metadataDev string) (map[uint32]bool, error) {
 		ids[uint32(id)] = true
 	}
 	return ids, nil
-}
-
-// ReserveMetadataSnap takes a snapshot of a live pool's metadata that
-// thin_ls and thin_dump can read (--metadata-snap). A pool holds one at a
-// time.
-func ReserveMetadataSnap(ctl *dm.Control, pool string) error {
-	_, err := ctl.Message(pool, 0, "reserve_metadata_snap")
-	return err
-}
-
-// ReleaseMetadataSnap drops the pool's metadata snapshot.
-func ReleaseMetadataSnap(ctl *dm.Control, pool string) error {
-	_, err := ctl.Message(pool, 0, "release_metadata_snap")
-	return err
 }

@@ -131,6 +131,25 @@ func (c *Control) DeleteThin(pool string, id uint32) error {
 	return err
 }
 
+// ReserveMetadataSnap takes a metadata snapshot of the pool: the kernel
+// commits, copies the superblock into a block of its own and holds the
+// trees that copy names, so that they stay as they are, readable from the
+// metadata device while the pool goes on changing. The pool status then
+// gives the copy's block (HeldMetadataRoot), and so does the live
+// superblock's held_root. A pool holds one at a time: while one is held,
+// another fails with ErrBusy.
+func (c *Control) ReserveMetadataSnap(pool string) error {
+	_, err := c.Message(pool, 0, "reserve_metadata_snap")
+	return err
+}
+
+// ReleaseMetadataSnap drops the pool's metadata snapshot and frees the
+// metadata blocks only it held. With none held it fails with EINVAL.
+func (c *Control) ReleaseMetadataSnap(pool string) error {
+	_, err := c.Message(pool, 0, "release_metadata_snap")
+	return err
+}
+
 // SetTransactionID moves the pool's transaction id from oldID to newID. It
 // is a compare-and-swap: when the pool is not at oldID it fails with
 // ErrTransactionMismatch and changes nothing.

@@ -245,3 +245,38 @@ func TestExternalOrigin(t *testing.T) {
 		}
 	})
 }
+
+// A metadata snapshot shows in the pool status while it is held; the pool
+// holds one at a time, and a release with none held is refused.
+func TestMetadataSnapReserveRelease(t *testing.T) {
+	poolKinds(t, func(t *testing.T, p *testPool) {
+		_, node := p.thin(t, 1, 8<<20/sectorSize)
+		writeAt(t, node, 0, fill(3, 1<<20))
+		if st := p.status(t); st.HasHeldMetadataRoot {
+			t.Fatalf("a new pool holds a metadata snapshot at %d", st.HeldMetadataRoot)
+		}
+		if err := p.ctl.ReserveMetadataSnap(p.name); err != nil {
+			t.Fatalf("reserve_metadata_snap: %v", err)
+		}
+		st := p.status(t)
+		if !st.HasHeldMetadataRoot || st.HeldMetadataRoot == 0 {
+			t.Fatalf("after reserve_metadata_snap the status holds no snapshot: %+v", st)
+		}
+		err := p.ctl.ReserveMetadataSnap(p.name)
+		if !errors.Is(err, dm.ErrBusy) || !errors.Is(err, unix.EBUSY) {
+			t.Fatalf("a second reserve_metadata_snap: got %v, want ErrBusy", err)
+		}
+		if got := p.status(t); got.HeldMetadataRoot != st.HeldMetadataRoot {
+			t.Fatalf("the refused reserve moved the held root from %d to %d", st.HeldMetadataRoot, got.HeldMetadataRoot)
+		}
+		if err := p.ctl.ReleaseMetadataSnap(p.name); err != nil {
+			t.Fatalf("release_metadata_snap: %v", err)
+		}
+		if st := p.status(t); st.HasHeldMetadataRoot {
+			t.Fatalf("after release_metadata_snap the status still holds %d", st.HeldMetadataRoot)
+		}
+		if err := p.ctl.ReleaseMetadataSnap(p.name); !errors.Is(err, unix.EINVAL) {
+			t.Fatalf("release_metadata_snap with none held: got %v, want EINVAL", err)
+		}
+	})
+}

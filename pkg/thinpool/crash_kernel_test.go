@@ -41,7 +41,6 @@ import (
 
 	"github.com/csi-thin/csi-thin/internal/failpoint"
 	"github.com/csi-thin/csi-thin/internal/kerneltest"
-	"github.com/csi-thin/csi-thin/internal/testpool"
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
@@ -752,11 +751,11 @@ func crashRecords(e *thinpool.Engine) (map[string]*thinpool.Volume, error) {
 // from a metadata snapshot of the live pool.
 func (s *crashSeries) poolThins() (map[uint32]bool, error) {
 	pool := s.cfg.PoolName
-	if err := testpool.ReserveMetadataSnap(s.ctl, pool); err != nil {
+	if err := s.ctl.ReserveMetadataSnap(pool); err != nil {
 		return nil, fmt.Errorf("reserve a metadata snapshot: %w", err)
 	}
 	out, err := exec.Command(s.thinLs, "--metadata-snap", "--no-headers", "-o", "DEV", s.metaDev).CombinedOutput()
-	if relErr := testpool.ReleaseMetadataSnap(s.ctl, pool); relErr != nil && err == nil {
+	if relErr := s.ctl.ReleaseMetadataSnap(pool); relErr != nil && err == nil {
 		return nil, fmt.Errorf("release the metadata snapshot: %w", relErr)
 	}
 	if err != nil {
