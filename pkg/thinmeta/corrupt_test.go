@@ -94,6 +94,8 @@ func TestCorruptMetadata(t *testing.T) {
 	}{
 		{name: "node checksum", damage: func(ci corruptImage) { ci.block(ci.leaf)[100] ^= 1 },
 			wantBlock: leafBlock, wantErr: "btree node checksum"},
+		{name: "node checksum, read ahead", damage: func(ci corruptImage) { ci.block(ci.leaf2)[100] ^= 1 },
+			wantBlock: func(ci corruptImage) uint64 { return ci.leaf2 }, wantErr: "btree node checksum"},
 		{name: "node block number", damage: func(ci corruptImage) { ci.putNode(ci.leaf, 8, ci.leaf2) },
 			wantBlock: leafBlock, wantErr: "says it is block"},
 		{name: "superblock where a node should be", damage: func(ci corruptImage) {

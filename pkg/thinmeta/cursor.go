@@ -15,14 +15,19 @@ type cursor struct {
 	rootDone  bool
 	stack     []frame
 	leafDepth int // the depth of the leaves, once one is read; 0 before
+
+	// readahead: the walk reads every leaf, and reads leaves ahead in
+	// batches. Not for a delta, which skips what it can.
+	readahead bool
 }
 
 // frame is a node being walked: the next entry to look at and the key
 // range its parent gives it.
 type frame struct {
-	n  *node
-	i  int
-	kr keyRange
+	n     *node
+	i     int
+	kr    keyRange
+	ahead int // children before it are read ahead
 }
 
 type itemKind int
@@ -71,6 +76,17 @@ func (c *cursor) expand(ctx context.Context) error {
 		return nil
 	}
 	depth := len(c.stack)
+	if c.readahead && depth > 0 && depth == c.leafDepth-1 {
+		// The head is a leaf: read it and the next ones together.
+		if f := &c.stack[depth-1]; f.ahead <= f.i {
+			f.ahead = min(f.i+readaheadBlocks, f.n.n)
+			blocks := make([]uint64, 0, f.ahead-f.i)
+			for i := f.i; i < f.ahead; i++ {
+				blocks = append(blocks, f.n.value64(i))
+			}
+			c.t.prefetch(blocks)
+		}
+	}
 	if depth == maxDepth {
 		return corruptf(it.block, "btree is deeper than %d levels: a cycle", maxDepth)
 	}

@@ -14,6 +14,7 @@ func (t *Tree) Mappings(ctx context.Context, dev uint32, start uint64, fn func(E
 	}
 	out := extents{fn: fn}
 	c := newCursor(t, root, le64Size, start)
+	c.readahead = true
 	for {
 		switch it := c.head(); it.kind {
 		case itemEnd:

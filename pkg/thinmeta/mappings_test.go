@@ -232,3 +232,19 @@ func TestWalkStops(t *testing.T) {
 		}
 	}
 }
+
+// A walk of every leaf reads leaves that lie next to each other in one
+// read: thin_restore writes them in order.
+func TestMappingsReadAhead(t *testing.T) {
+	dev := strided(0, 100000, 1, 0)
+	r := openReader(t, pool{1: dev}.restore(t))
+	tr := openTree(t, r, 0)
+	blocks, calls := r.BlocksRead(), r.ReadCalls()
+	checkExtents(t, "mappings", mappings(t, tr, 1, 0), mappedExtents(dev, 0))
+	blocks, calls = r.BlocksRead()-blocks, r.ReadCalls()-calls
+	leaves := uint64(100000+251) / 252
+	if blocks < leaves || calls > blocks/8 {
+		t.Fatalf("the walk read %d blocks in %d reads, want the %d leaves and more in reads of many blocks", blocks, calls, leaves)
+	}
+	t.Logf("%d blocks in %d reads", blocks, calls)
+}

@@ -20,6 +20,7 @@ type Reader struct {
 	ra     io.ReaderAt
 	direct bool
 	reads  atomic.Uint64 // blocks read from the device
+	calls  atomic.Uint64 // reads issued for them
 }
 
 // Open opens a thin pool's metadata device, or a file holding metadata,
@@ -52,6 +53,7 @@ func Open(path string) (*Reader, error) {
 			r = &Reader{path: path, f: f, ra: f}
 		}
 		r.reads.Store(0)
+		r.calls.Store(0)
 	}
 	klog.V(4).InfoS("Opened thin-pool metadata", "path", path, "directIO", r.direct)
 	return r, nil
@@ -118,30 +120,36 @@ func (r *Reader) superblock(block uint64) (Superblock, error) {
 // readBlock reads metadata block b into a new buffer aligned for
 // O_DIRECT.
 func (r *Reader) readBlock(b uint64) ([]byte, error) {
-	if b > (1<<63-1)/BlockSize {
+	return r.readBlocks(b, 1)
+}
+
+// readBlocks reads n metadata blocks from block b on, in one read.
+func (r *Reader) readBlocks(b uint64, n int) ([]byte, error) {
+	if b > (1<<63-1)/BlockSize-uint64(n) {
 		return nil, corruptf(b, "block number is past any device")
 	}
-	buf := alignedBlock()
-	n, err := r.ra.ReadAt(buf, int64(b*BlockSize))
-	r.reads.Add(1)
-	if n == len(buf) {
+	buf := alignedBuffer(n * BlockSize)
+	got, err := r.ra.ReadAt(buf, int64(b*BlockSize))
+	r.reads.Add(uint64(n))
+	r.calls.Add(1)
+	if got == len(buf) {
 		return buf, nil
 	}
 	if err == nil || errors.Is(err, io.EOF) {
-		return nil, corruptf(b, "block is past the end of %s", r.path)
+		return nil, corruptf(b+uint64(got/BlockSize), "block is past the end of %s", r.path)
 	}
-	return nil, fmt.Errorf("read thin-pool metadata block %d of %s: %w", b, r.path, err)
+	return nil, fmt.Errorf("read thin-pool metadata blocks %d to %d of %s: %w", b, b+uint64(n)-1, r.path, err)
 }
 
-// alignedBlock returns a BlockSize buffer that starts on a BlockSize
+// alignedBuffer returns a buffer of size bytes that starts on a BlockSize
 // boundary, as O_DIRECT wants it (the logical block size of the device
-// divides it).
-func alignedBlock() []byte {
-	buf := make([]byte, BlockSize)
+// divides BlockSize).
+func alignedBuffer(size int) []byte {
+	buf := make([]byte, size)
 	if uintptr(unsafe.Pointer(&buf[0]))%BlockSize == 0 {
 		return buf
 	}
-	buf = make([]byte, 2*BlockSize)
+	buf = make([]byte, size+BlockSize)
 	off := BlockSize - int(uintptr(unsafe.Pointer(&buf[0]))%BlockSize)
-	return buf[off : off+BlockSize : off+BlockSize]
+	return buf[off : off+size : off+size]
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Tree is the metadata as one superblock has it: its devices, their
@@ -73,6 +74,42 @@ func (t *Tree) readNode(ctx context.Context, b uint64, kr keyRange, leafValueSiz
 	return n, nil
 }
 
+// readaheadBlocks is how many leaves a walk of every leaf reads ahead,
+// the most it reads at once: O_DIRECT reads wait for the device each time,
+// and leaves often lie next to each other.
+const readaheadBlocks = 32
+
+// prefetch reads the nodes at blocks that are not in the cache, as few
+// reads as runs of consecutive blocks, and caches those that parse. It
+// reports nothing: readNode reads again, and says what is wrong, where a
+// prefetch failed.
+func (t *Tree) prefetch(blocks []uint64) {
+	var want []uint64
+	for _, b := range blocks {
+		if b != 0 && b < t.limit && t.cache.get(b) == nil {
+			want = append(want, b)
+		}
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	for len(want) > 0 {
+		n := 1
+		for n < len(want) && n < readaheadBlocks && want[n] == want[0]+uint64(n) {
+			n++
+		}
+		if data, err := t.r.readBlocks(want[0], n); err == nil {
+			for i := range n {
+				// Each node its own copy: a cached node must not keep
+				// the whole read's buffer.
+				if nd, err := parseNode(slices.Clone(data[i*BlockSize:(i+1)*BlockSize]), want[i]); err == nil {
+					t.cache.put(nd)
+				}
+			}
+		}
+		want = want[n:]
+	}
+}
+
 // lookup finds key k in the one-level btree at root whose leaves hold
 // values of valueSize bytes.
 func (t *Tree) lookup(ctx context.Context, root, k uint64, valueSize int) ([]byte, bool, error) {
@@ -127,6 +164,7 @@ type Device struct {
 func (t *Tree) Devices(ctx context.Context) ([]Device, error) {
 	var out []Device
 	c := newCursor(t, t.sb.DeviceDetailsRoot, deviceDetailsSize, 0)
+	c.readahead = true
 	for {
 		switch it := c.head(); it.kind {
 		case itemEnd:
