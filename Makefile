@@ -25,8 +25,10 @@ test-kernel: ## tests and benchmarks inside a real kernel with dm-thin (User-Mod
 	test/kernel/test.sh
 
 fuzz: ## run every parser fuzz target for FUZZTIME each (default 20s)
-	@for f in $$($(GO) test ./pkg/devmapper -list 'Fuzz.*' | grep ^Fuzz); do \
-		echo "fuzz $$f"; $(GO) test ./pkg/devmapper -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} || exit 1; \
+	@for p in ./pkg/devmapper ./pkg/thinmeta; do \
+		for f in $$($(GO) test $$p -list 'Fuzz.*' | grep ^Fuzz); do \
+			echo "fuzz $$p $$f"; $(GO) test $$p -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} || exit 1; \
+		done; \
 	done
 
 lint: ## gofmt, go vet, staticcheck, the chart, the workflows and the arm64 build
