@@ -78,6 +78,7 @@ func TestGetPluginInfo(t *testing.T) {
 
 var nodeServices = []csi.PluginCapability_Service_Type{
 	csi.PluginCapability_Service_CONTROLLER_SERVICE,
+	csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE,
 	csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS,
 	csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS,
 }
