@@ -16,7 +16,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-thin/csi-thin/pkg/snapmeta"
-	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
 // snapshotMetadataServer is a node's SnapshotMetadata service over its
@@ -24,10 +23,7 @@ import (
 // listener the forwarder calls.
 func (d *Driver) snapshotMetadataServer() (*snapmeta.Server, *grpc.Server, error) {
 	sm := d.opts.SnapshotMetadata
-	src, err := sourceOf(d.engine)
-	if err != nil {
-		return nil, nil, err
-	}
+	var src snapmeta.Source = d.engine
 	style := csi.BlockMetadataType_VARIABLE_LENGTH
 	if sm.Format == "fixed" {
 		style = csi.BlockMetadataType_FIXED_LENGTH
@@ -43,17 +39,6 @@ func (d *Driver) snapshotMetadataServer() (*snapmeta.Server, *grpc.Server, error
 	tcp := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)), grpc.StreamInterceptor(logStreams))
 	csi.RegisterSnapshotMetadataServer(tcp, srv)
 	return srv, tcp, nil
-}
-
-// sourceOf is the engine as a Source of block maps: the engine reads its
-// snapshots' mappings from the pool's metadata once it implements
-// snapmeta.Source; until then the listener refuses to start rather than
-// serve nothing.
-func sourceOf(e *thinpool.Engine) (snapmeta.Source, error) {
-	if s, ok := any(e).(snapmeta.Source); ok {
-		return s, nil
-	}
-	return nil, errors.New("--snapshot-metadata-address: this csi-thin build's engine cannot read snapshot block maps yet; leave the SnapshotMetadata service off (snapshotMetadata.enabled=false in the chart)")
 }
 
 func tlsFiles(sm SnapshotMetadataOptions) snapmeta.TLSFiles {

@@ -53,7 +53,8 @@ type Engine struct {
 	// It changes only under poolMu and is read without it, by Capacity
 	// and Usage.
 	promised  atomic.Uint64
-	growth    growth // auto-grow (autogrow.go)
+	growth    growth    // auto-grow (autogrow.go)
+	meta      metaSnaps // the metadata snapshot block maps are read from (metasnap.go)
 	closeOnce sync.Once
 	closer    func() error
 }
@@ -78,6 +79,9 @@ func (e *Engine) start() error {
 	defer e.poolMu.unlock()
 	if err := e.resumeSuspended(); err != nil {
 		return err
+	}
+	if st, err := e.k.PoolStatus(e.pool); err == nil {
+		e.releaseLeftoverMetaLocked(st)
 	}
 	if err := e.changeableOf(e.k.PoolStatus(e.pool)); err != nil {
 		// Recovery changes the pool; an unhealthy pool is left alone and
@@ -148,7 +152,7 @@ func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
 		e.stopWatch()
-		err = e.store.close()
+		err = errors.Join(e.closeMeta(), e.store.close())
 		if e.closer != nil {
 			err = errors.Join(err, e.closer())
 		}

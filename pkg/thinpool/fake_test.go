@@ -264,6 +264,32 @@ func (f *fakeKernel) ReloadPool(pool string, t dm.PoolTable, sectors uint64) err
 	return f.step("reload")
 }
 
+func (f *fakeKernel) ReserveMetadataSnap(pool string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.step("reserve_metadata_snap"); err != nil {
+		return err
+	}
+	if f.status.HasHeldMetadataRoot {
+		return kerr("message reserve_metadata_snap", pool, unix.EBUSY)
+	}
+	f.status.HasHeldMetadataRoot, f.status.HeldMetadataRoot = true, 42
+	return nil
+}
+
+func (f *fakeKernel) ReleaseMetadataSnap(pool string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.step("release_metadata_snap"); err != nil {
+		return err
+	}
+	if !f.status.HasHeldMetadataRoot {
+		return kerr("message release_metadata_snap", pool, unix.EINVAL)
+	}
+	f.status.HasHeldMetadataRoot, f.status.HeldMetadataRoot = false, 0
+	return nil
+}
+
 func (f *fakeKernel) Info(name string) (dm.Info, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -115,6 +115,9 @@ func (e *Engine) journaledLocked(c change) error {
 	tx := committed + 1
 	for _, v := range c.records {
 		v.TxID = tx
+		if v.State == stateCreating {
+			v.CreatedTx = tx
+		}
 	}
 	for _, g := range c.groups {
 		g.TxID = tx

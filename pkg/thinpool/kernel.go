@@ -14,6 +14,8 @@ type kernel interface {
 	PoolStatus(pool string) (dm.PoolStatus, error)
 	PoolStatusNoCommit(pool string) (dm.PoolStatus, error)
 	ReloadPool(pool string, t dm.PoolTable, dataSectors uint64) error
+	ReserveMetadataSnap(pool string) error
+	ReleaseMetadataSnap(pool string) error
 
 	Info(name string) (dm.Info, error)
 	List() ([]dm.Device, error)

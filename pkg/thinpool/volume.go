@@ -25,6 +25,11 @@ type Volume struct {
 	// taken alone. A member is deleted with its group, not alone, and has
 	// no entry among the names: it is found through its group.
 	GroupID string `json:"groupId,omitempty"`
+	// CreatedTx is the pool transaction that created the thin device: a
+	// metadata snapshot reserved at or after it has the device. Zero for
+	// records written before the field, which every metadata snapshot of
+	// a later run has.
+	CreatedTx uint64 `json:"createdTx,omitempty"`
 
 	// The journal: a record a change is under way for, and the pool
 	// transaction that completes it.
