@@ -10,6 +10,7 @@
 #   KERNEL_TEST_RUN    only tests matching this regexp (go test -run)
 #   KERNEL_TEST_BENCH  benchmarks matching this regexp (default: all, or none
 #                      when KERNEL_TEST_RUN picks tests; "none" skips them)
+#   KERNEL_TEST_BENCHTIME  go test -benchtime for the benchmarks (default 1000x)
 #   KERNEL_TEST_RACE   1 to build with the race detector. Off by default: its
 #                      runtime maps memory at 0x200000000000, above what a
 #                      User-Mode Linux process can address, and fails to start
@@ -62,7 +63,7 @@ status=0
 while read -r pkg bin; do
   echo "=== package $pkg"
   (cd "$top/$pkg" && "$bin" -test.v -test.timeout 30m ${KERNEL_TEST_RUN:+-test.run "$KERNEL_TEST_RUN"} \
-     -test.bench "${KERNEL_TEST_BENCH:-.}" -test.benchtime 1000x -test.benchmem=false) || status=1
+     -test.bench "${KERNEL_TEST_BENCH:-.}" -test.benchtime "${KERNEL_TEST_BENCHTIME:-1000x}" -test.benchmem=false) || status=1
 done < "$list"
 exit $status
 GUEST
