@@ -7,10 +7,11 @@
 // reserve_metadata_snap message: the blocks that copy reaches stay as they
 // are while it is held, whatever the pool does meanwhile. Reads bypass the
 // page cache (O_DIRECT), because the kernel writes the metadata past it.
-// Walks stream extents to a callback, in order, holding one node per tree
-// level: memory follows the depth of the trees, never the size of a
-// device. A delta does not read the subtrees two devices share, which is
-// what a snapshot and its origin have in common until one is written.
+// Walks stream extents to a callback, in order, holding a path of nodes
+// per tree and a small cache: memory follows the depth of the trees, never
+// the size of a device. A delta does not read the subtrees two devices
+// share, which is what a snapshot and its origin have in common until one
+// is written.
 //
 // Every block is checked as the kernel checks it (checksum, block number,
 // entry counts) and more (key order, key ranges, tree depth): corrupt or
