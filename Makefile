@@ -5,7 +5,7 @@ BIN       := bin
 PKGS      := ./...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: help build check test test-unit test-kernel bench-blockmaps fuzz lint fmt clean setup deps-kernel
+.PHONY: help build check test test-unit test-kernel bench-blockmaps bench-group-snapshots fuzz lint fmt clean setup deps-kernel
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test-kernel: ## tests and benchmarks inside a real kernel with dm-thin (User-Mod
 
 bench-blockmaps: ## the snapshot block map reads against their goals: a 100 GiB delta, a 10 GiB allocated map (writes 21 GiB; not part of check)
 	CSI_THIN_BENCH_BLOCKMAPS=1 KERNEL_TEST_PKGS=./pkg/thinpool KERNEL_TEST_RUN='^$$' KERNEL_TEST_BENCH=BenchmarkBlockMaps KERNEL_TEST_BENCHTIME=3x test/kernel/test.sh
+
+bench-group-snapshots: ## the suspend window of group snapshots of 2, 8 and 32 volumes under writers, p50 and p99 (minutes; not part of check)
+	CSI_THIN_BENCH_GROUPS=1 KERNEL_TEST_PKGS=./pkg/thinpool KERNEL_TEST_RUN='^$$' KERNEL_TEST_BENCH=BenchmarkGroupSnapshotSuspend KERNEL_TEST_BENCHTIME=200x test/kernel/test.sh
 
 fuzz: ## run every parser fuzz target for FUZZTIME each (default 20s)
 	@for p in ./pkg/devmapper ./pkg/thinmeta; do \

@@ -272,6 +272,9 @@ func TestGroupSnapshotOfMountedFilesystems(t *testing.T) {
 // suspend to last resume) of groups of 2, 8 and 32 active volumes, each
 // under a writer, and reports its p50 and p99.
 func BenchmarkGroupSnapshotSuspend(b *testing.B) {
+	if os.Getenv("CSI_THIN_BENCH_GROUPS") == "" {
+		b.Skip("takes minutes: run with CSI_THIN_BENCH_GROUPS=1 (make bench-group-snapshots)")
+	}
 	for _, n := range []int{2, 8, 32} {
 		b.Run(fmt.Sprint(n, "-volumes"), func(b *testing.B) {
 			cfg := ekLoopConfig(b, 4*ekGiB)
