@@ -80,9 +80,3 @@ func (o *owners) forgetAddrs(keep map[string]bool) {
 		}
 	}
 }
-
-func (o *owners) len() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.order.Len()
-}
