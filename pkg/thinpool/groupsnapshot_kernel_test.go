@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/csi-thin/csi-thin/internal/kerneltest"
 	dm "github.com/csi-thin/csi-thin/pkg/devmapper"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
@@ -277,7 +278,10 @@ func BenchmarkGroupSnapshotSuspend(b *testing.B) {
 	}
 	for _, n := range []int{2, 8, 32} {
 		b.Run(fmt.Sprint(n, "-volumes"), func(b *testing.B) {
-			cfg := ekLoopConfig(b, 4*ekGiB)
+			// On disk: 32 writers and their snapshots' copies outgrow the
+			// test kernel's tmpfs.
+			cfg := thinpool.Config{StateDir: kerneltest.ScratchDir(b), PoolName: ekPoolName(b), PoolSizeBytes: 4 * ekGiB}
+			ekCleanupPool(b, cfg)
 			e := ekOpen(b, cfg)
 			var ids, paths []string
 			for i := 0; i < n; i++ {
