@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/csi-thin/csi-thin/pkg/snapmeta"
+	"github.com/csi-thin/csi-thin/pkg/forward"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
@@ -242,7 +242,7 @@ func (o *Options) validateForwarder() error {
 	if sm.Nodes == "" {
 		return fmt.Errorf("--mode=%s needs --snapshot-metadata-nodes: the nodes' headless Service, as in csi-thin-snapshot-metadata-nodes.csi-thin.svc:9443", ModeSnapshotMetadataForwarder)
 	}
-	if _, err := snapmeta.ResolvePeers(sm.Nodes); err != nil {
+	if _, err := forward.ResolvePeers(sm.Nodes); err != nil {
 		return fmt.Errorf("--snapshot-metadata-nodes: %w", err)
 	}
 	return sm.validTLS("--mode=" + ModeSnapshotMetadataForwarder + " talks to the nodes only with mutual TLS")

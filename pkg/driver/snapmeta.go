@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-thin/csi-thin/pkg/forward"
 	"github.com/csi-thin/csi-thin/pkg/snapmeta"
 )
 
@@ -32,7 +33,7 @@ func (d *Driver) snapshotMetadataServer() (*snapmeta.Server, *grpc.Server, error
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, err := snapmeta.ServerTLS(tlsFiles(sm), sm.ClientName)
+	cfg, err := forward.ServerTLS(tlsFiles(sm), sm.ClientName)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--snapshot-metadata-tls-*: %w", err)
 	}
@@ -41,8 +42,8 @@ func (d *Driver) snapshotMetadataServer() (*snapmeta.Server, *grpc.Server, error
 	return srv, tcp, nil
 }
 
-func tlsFiles(sm SnapshotMetadataOptions) snapmeta.TLSFiles {
-	return snapmeta.TLSFiles{Cert: sm.TLSCert, Key: sm.TLSKey, CA: sm.TLSCA}
+func tlsFiles(sm SnapshotMetadataOptions) forward.TLSFiles {
+	return forward.TLSFiles{Cert: sm.TLSCert, Key: sm.TLSKey, CA: sm.TLSCA}
 }
 
 // logStreams logs each streaming call at V(2), its request at V(5) with
@@ -77,9 +78,9 @@ func (s *loggedStream) RecvMsg(m any) error {
 // identity and SnapshotMetadata services on the CSI socket, for the
 // external-snapshot-metadata sidecar, relaying to the nodes.
 type Forwarder struct {
-	opts    Options
-	forward *snapmeta.Forwarder
-	server  *grpc.Server
+	opts   Options
+	nodes  *forward.Nodes
+	server *grpc.Server
 }
 
 // NewForwarder checks the options and loads the TLS files.
@@ -88,25 +89,25 @@ func NewForwarder(opts Options) (*Forwarder, error) {
 		return nil, err
 	}
 	sm := opts.SnapshotMetadata
-	peers, err := snapmeta.ResolvePeers(sm.Nodes)
+	peers, err := forward.ResolvePeers(sm.Nodes)
 	if err != nil {
 		return nil, fmt.Errorf("--snapshot-metadata-nodes: %w", err)
 	}
-	cfg, err := snapmeta.ClientTLS(tlsFiles(sm), sm.serverName())
+	cfg, err := forward.ClientTLS(tlsFiles(sm), sm.serverName())
 	if err != nil {
 		return nil, fmt.Errorf("--snapshot-metadata-tls-*: %w", err)
 	}
-	f := &Forwarder{opts: opts, forward: snapmeta.NewForwarder(peers, credentials.NewTLS(cfg))}
+	f := &Forwarder{opts: opts, nodes: forward.NewNodes(peers, credentials.NewTLS(cfg))}
 	f.server = grpc.NewServer(grpc.ChainUnaryInterceptor(logCalls, mapErrors), grpc.StreamInterceptor(logStreams))
 	csi.RegisterIdentityServer(f.server, &identity{forwarder: true})
-	csi.RegisterSnapshotMetadataServer(f.server, f.forward)
+	csi.RegisterSnapshotMetadataServer(f.server, snapmeta.NewForwarder(f.nodes))
 	return f, nil
 }
 
 // Run serves until ctx is done, then lets running streams finish for up
 // to 30 s.
 func (f *Forwarder) Run(ctx context.Context) error {
-	defer f.forward.Close()
+	defer f.nodes.Close()
 	lis, err := listenUnix(f.opts.Endpoint)
 	if err != nil {
 		return err

@@ -6,7 +6,7 @@
 // Server answers on a node from its pool (a Source), streaming the
 // engine's block map as it is read, a batch of entries per message.
 // Forwarder answers where the sidecar runs, off the nodes: it finds the
-// node that holds each snapshot, asking every node's Server over mutual
-// TLS, remembers the answer, and relays that node's stream. See
-// docs/snapshot-metadata.md for the design.
+// node that holds each snapshot through package forward, which asks every
+// node over mutual TLS and remembers the answer, and relays that node's
+// stream. See docs/snapshot-metadata.md for the design.
 package snapmeta

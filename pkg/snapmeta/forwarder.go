@@ -3,53 +3,28 @@ package snapmeta
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"strings"
-	"sync"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
-)
 
-// Bounds of the forwarder's lookups: how many snapshots' nodes it
-// remembers, and how long it waits for a node to say whether it has one.
-const (
-	ownersCached = 4096
-	probeTimeout = 10 * time.Second
+	"github.com/csi-thin/csi-thin/pkg/forward"
 )
 
 // Forwarder is the SnapshotMetadata service of the whole cluster: it
 // relays each call to the node that holds its snapshot (see the package
-// doc).
+// doc), found and reached through the forwarder's nodes.
 type Forwarder struct {
 	csi.UnimplementedSnapshotMetadataServer
-	peers  Peers
-	creds  credentials.TransportCredentials
-	owners *owners
-
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn // by node address
+	nodes *forward.Nodes
 }
 
-// NewForwarder relays to the nodes peers lists, over creds (ClientTLS).
-func NewForwarder(peers Peers, creds credentials.TransportCredentials) *Forwarder {
-	return &Forwarder{peers: peers, creds: creds, owners: newOwners(ownersCached), conns: map[string]*grpc.ClientConn{}}
-}
-
-// Close closes the connections to the nodes.
-func (f *Forwarder) Close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for addr, c := range f.conns {
-		c.Close()
-		delete(f.conns, addr)
-	}
+// NewForwarder relays to nodes.
+func NewForwarder(nodes *forward.Nodes) *Forwarder {
+	return &Forwarder{nodes: nodes}
 }
 
 // GetMetadataAllocated relays the call to the snapshot's node.
@@ -90,11 +65,11 @@ func (f *Forwarder) forward(ctx context.Context, id, base string, call func(cont
 		if err != nil {
 			return err
 		}
-		conn, err := f.conn(w.addr)
+		conn, err := f.nodes.Conn(w.Addr)
 		if err != nil {
 			return err
 		}
-		klog.V(4).InfoS("Forwarding", "snapshot", id, "base", base, "node", w.node, "address", w.addr)
+		klog.V(4).InfoS("Forwarding", "snapshot", id, "base", base, "node", w.Node, "address", w.Addr)
 		relayed, err := call(ctx, csi.NewSnapshotMetadataClient(conn))
 		if err == nil {
 			return nil
@@ -103,8 +78,8 @@ func (f *Forwarder) forward(ctx context.Context, id, base string, call func(cont
 		if relayed || attempt == 2 || (code != codes.NotFound && code != codes.Unavailable) {
 			return err
 		}
-		klog.V(2).InfoS("Node failed before the first reply; looking for the snapshot again", "snapshot", id, "node", w.node, "address", w.addr, "err", err)
-		f.owners.forget(id, base)
+		klog.V(2).InfoS("Node failed before the first reply; looking for the snapshot again", "snapshot", id, "node", w.Node, "address", w.Addr, "err", err)
+		f.nodes.Forget(forward.Snapshot, id, base)
 	}
 }
 
@@ -128,15 +103,15 @@ func relay[T any](up interface{ Recv() (*T, error) }, send func(*T) error) (bool
 
 // ownerOf is the node of snapshot id and, when base is set, of base too:
 // two snapshots on two nodes are of two volumes.
-func (f *Forwarder) ownerOf(ctx context.Context, id, base string) (owner, error) {
+func (f *Forwarder) ownerOf(ctx context.Context, id, base string) (forward.Owner, error) {
 	if base == "" {
-		return f.locate(ctx, id)
+		return f.nodes.Locate(ctx, forward.Snapshot, id, probe)
 	}
-	var wb owner
+	var wb forward.Owner
 	var errb error
 	done := make(chan struct{})
-	go func() { defer close(done); wb, errb = f.locate(ctx, base) }()
-	w, err := f.locate(ctx, id)
+	go func() { defer close(done); wb, errb = f.nodes.Locate(ctx, forward.Snapshot, base, probe) }()
+	w, err := f.nodes.Locate(ctx, forward.Snapshot, id, probe)
 	<-done
 	if err != nil {
 		return w, err
@@ -144,82 +119,18 @@ func (f *Forwarder) ownerOf(ctx context.Context, id, base string) (owner, error)
 	if errb != nil {
 		return wb, errb
 	}
-	if wb.node != w.node {
-		return w, status.Errorf(codes.InvalidArgument, "base snapshot %s is on node %s and target snapshot %s on node %s: a delta is between two snapshots of the same volume", base, wb.node, id, w.node)
+	if wb.Node != w.Node {
+		return w, status.Errorf(codes.InvalidArgument, "base snapshot %s is on node %s and target snapshot %s on node %s: a delta is between two snapshots of the same volume", base, wb.Node, id, w.Node)
 	}
 	return w, nil
 }
 
-// locate finds the node of snapshot id: from the cache, or by asking every
-// node at once.
-func (f *Forwarder) locate(ctx context.Context, id string) (owner, error) {
-	if w, ok := f.owners.get(id); ok {
-		return w, nil
-	}
-	addrs, err := f.peers(ctx)
-	if err != nil {
-		return owner{}, status.Errorf(codes.Unavailable, "find the csi-thin nodes: %v", err)
-	}
-	if len(addrs) == 0 {
-		return owner{}, status.Error(codes.Unavailable, "no csi-thin node serves snapshot metadata: check the node DaemonSet's pods and its headless Service")
-	}
-	f.dropGone(addrs)
-
-	type answer struct {
-		addr, node string
-		err        error
-	}
-	answers := make(chan answer, len(addrs))
-	for _, addr := range addrs {
-		go func() {
-			node, err := f.probe(ctx, addr, id)
-			answers <- answer{addr, node, err}
-		}()
-	}
-	var found []owner
-	var failed []string
-	for range addrs {
-		a := <-answers
-		switch {
-		case a.err == nil:
-			found = append(found, owner{a.addr, a.node})
-		case status.Code(a.err) != codes.NotFound:
-			failed = append(failed, fmt.Sprintf("%s: %v", a.addr, status.Convert(a.err).Message()))
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return owner{}, status.FromContextError(err).Err()
-	}
-	switch {
-	case len(found) == 1:
-	case len(found) > 1:
-		for _, w := range found[1:] {
-			if w.node != found[0].node {
-				return owner{}, status.Errorf(codes.Internal, "snapshot %s is on two nodes, %s (%s) and %s (%s): snapshot ids are unique, so one of these pools was copied from the other; remove the copy", id, found[0].node, found[0].addr, w.node, w.addr)
-			}
-		}
-		// The same node at two addresses: its old pod and its new one,
-		// during a rolling update. Either answers.
-	case len(failed) > 0:
-		return owner{}, status.Errorf(codes.Unavailable, "snapshot %s is on none of the %d csi-thin nodes that answered, and %d did not, so it may be on one of those: %s", id, len(addrs)-len(failed), len(failed), strings.Join(failed, "; "))
-	default:
-		return owner{}, status.Errorf(codes.NotFound, "snapshot %s is on none of the %d csi-thin nodes", id, len(addrs))
-	}
-	klog.V(4).InfoS("Found snapshot", "snapshot", id, "node", found[0].node, "address", found[0].addr)
-	f.owners.put(id, found[0])
-	return found[0], nil
-}
-
-// probe asks the node at addr whether it has snapshot id: its server
+// probe asks the node on conn whether it has snapshot id: its server
 // names its node in the response header once it has found the snapshot,
 // before reading blocks, and the call is cancelled there. A NotFound
 // error says the node does not have it; any other, that it could not say.
-func (f *Forwarder) probe(ctx context.Context, addr, id string) (string, error) {
-	conn, err := f.conn(addr)
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+func probe(ctx context.Context, conn *grpc.ClientConn, id string) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := csi.NewSnapshotMetadataClient(conn).GetMetadataAllocated(ctx, &csi.GetMetadataAllocatedRequest{SnapshotId: id, MaxResults: 1})
 	if err != nil {
@@ -227,7 +138,7 @@ func (f *Forwarder) probe(ctx context.Context, addr, id string) (string, error) 
 	}
 	md, err := stream.Header()
 	if err == nil {
-		if node := md.Get(NodeHeader); len(node) > 0 {
+		if node := md.Get(forward.NodeHeader); len(node) > 0 {
 			return node[0], nil
 		}
 	}
@@ -235,38 +146,5 @@ func (f *Forwarder) probe(ctx context.Context, addr, id string) (string, error) 
 	if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
 		return "", err
 	}
-	return "", status.Errorf(codes.Unknown, "the server at %s is not a csi-thin node: it did not name its node", addr)
-}
-
-// conn is the connection to the node at addr, opened on first use.
-func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if c, ok := f.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(f.creds))
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "connect to %s: %v", addr, err)
-	}
-	f.conns[addr] = c
-	return c, nil
-}
-
-// dropGone closes the connections to addresses no node has any more, and
-// forgets the snapshots found there.
-func (f *Forwarder) dropGone(addrs []string) {
-	keep := map[string]bool{}
-	for _, a := range addrs {
-		keep[a] = true
-	}
-	f.mu.Lock()
-	for addr, c := range f.conns {
-		if !keep[addr] {
-			c.Close()
-			delete(f.conns, addr)
-		}
-	}
-	f.mu.Unlock()
-	f.owners.forgetAddrs(keep)
+	return "", nil // Locate says the server did not name its node
 }

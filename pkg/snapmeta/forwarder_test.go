@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/csi-thin/csi-thin/internal/testcerts"
+	"github.com/csi-thin/csi-thin/pkg/forward"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
@@ -34,9 +35,9 @@ type node struct {
 	srv  *grpc.Server
 }
 
-func startNode(t *testing.T, name string, files TLSFiles, src *fakeSource) *node {
+func startNode(t *testing.T, name string, files forward.TLSFiles, src *fakeSource) *node {
 	t.Helper()
-	cfg, err := ServerTLS(files, forwarderName)
+	cfg, err := forward.ServerTLS(files, forwarderName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,17 +61,17 @@ func startNode(t *testing.T, name string, files TLSFiles, src *fakeSource) *node
 type cluster struct {
 	a, b   *node
 	client csi.SnapshotMetadataClient
-	files  map[string]TLSFiles
-	ca     *testCA
+	files  map[string]forward.TLSFiles
+	ca     *testcerts.CA
 }
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	dir := t.TempDir()
-	ca := newCA(t, "csi-thin snapshot metadata CA")
-	files := map[string]TLSFiles{
-		"node":      ca.issue(t, dir, nodesName, x509.ExtKeyUsageServerAuth),
-		"forwarder": ca.issue(t, dir, forwarderName, x509.ExtKeyUsageClientAuth),
+	ca := testcerts.NewCA(t, "csi-thin snapshot metadata CA")
+	files := map[string]forward.TLSFiles{
+		"node":      forward.TLSFiles(ca.Issue(t, dir, nodesName, x509.ExtKeyUsageServerAuth)),
+		"forwarder": forward.TLSFiles(ca.Issue(t, dir, forwarderName, x509.ExtKeyUsageClientAuth)),
 	}
 	srcA := &fakeSource{
 		maps: map[string]thinpool.BlockMap{
@@ -86,18 +87,25 @@ func newCluster(t *testing.T) *cluster {
 	}
 	c := &cluster{a: startNode(t, "node-a", files["node"], srcA), b: startNode(t, "node-b", files["node"], srcB), files: files, ca: ca}
 
-	peers, err := ResolvePeers(c.a.addr + "," + c.b.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ClientTLS(files["forwarder"], nodesName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fwd := NewForwarder(peers, credentials.NewTLS(cfg))
-	t.Cleanup(fwd.Close)
-	c.client = serve(t, fwd)
+	c.client = serve(t, NewForwarder(newNodes(t, files["forwarder"], c.a.addr+","+c.b.addr)))
 	return c
+}
+
+// newNodes are the nodes at addrs as a forwarder with the client
+// certificate files reaches them.
+func newNodes(t *testing.T, files forward.TLSFiles, addrs string) *forward.Nodes {
+	t.Helper()
+	peers, err := forward.ResolvePeers(addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := forward.ClientTLS(files, nodesName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := forward.NewNodes(peers, credentials.NewTLS(cfg))
+	t.Cleanup(nodes.Close)
+	return nodes
 }
 
 func (c *cluster) allocated(t *testing.T, id string) ([]msg, error) {
@@ -228,17 +236,17 @@ func TestForwarderTwoNodesAnswer(t *testing.T) {
 func TestNodeRefusesClients(t *testing.T) {
 	c := newCluster(t)
 	dir := t.TempDir()
-	other := newCA(t, "another CA").issue(t, dir, forwarderName, x509.ExtKeyUsageClientAuth)
+	other := forward.TLSFiles(testcerts.NewCA(t, "another CA").Issue(t, dir, forwarderName, x509.ExtKeyUsageClientAuth))
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(c.ca.pem)
-	load := func(f TLSFiles) []tls.Certificate {
+	roots.AppendCertsFromPEM(c.ca.PEM)
+	load := func(f forward.TLSFiles) []tls.Certificate {
 		cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return []tls.Certificate{cert}
 	}
-	nodeCert := c.ca.issue(t, dir, "node-as-client", x509.ExtKeyUsageClientAuth)
+	nodeCert := forward.TLSFiles(c.ca.Issue(t, dir, "node-as-client", x509.ExtKeyUsageClientAuth))
 	cases := []struct {
 		name  string
 		certs []tls.Certificate
@@ -272,47 +280,10 @@ func TestNodeRefusesClients(t *testing.T) {
 func TestForwarderRefusesUnknownNodes(t *testing.T) {
 	c := newCluster(t)
 	dir := t.TempDir()
-	f := newCA(t, "another CA").issue(t, dir, forwarderName, x509.ExtKeyUsageClientAuth)
-	cfg, err := ClientTLS(f, nodesName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peers, _ := ResolvePeers(c.a.addr)
-	fwd := NewForwarder(peers, credentials.NewTLS(cfg))
-	defer fwd.Close()
-	_, _, err = drain(serve(t, fwd).GetMetadataAllocated(context.Background(), &csi.GetMetadataAllocatedRequest{SnapshotId: "snap-a1"}))
+	f := forward.TLSFiles(testcerts.NewCA(t, "another CA").Issue(t, dir, forwarderName, x509.ExtKeyUsageClientAuth))
+	fwd := NewForwarder(newNodes(t, f, c.a.addr))
+	_, _, err := drain(serve(t, fwd).GetMetadataAllocated(context.Background(), &csi.GetMetadataAllocatedRequest{SnapshotId: "snap-a1"}))
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("got %v, want Unavailable", err)
-	}
-}
-
-func TestResolvePeers(t *testing.T) {
-	for _, bad := range []string{"", "host", "host:", ":9443", "a:1,b"} {
-		if _, err := ResolvePeers(bad); err == nil || !strings.Contains(err.Error(), "HOST:PORT") {
-			t.Errorf("%q: %v, want an error asking for HOST:PORT", bad, err)
-		}
-	}
-	p, err := ResolvePeers("127.0.0.1:2, 127.0.0.1:1,127.0.0.1:2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := p(context.Background())
-	if err != nil || strings.Join(got, " ") != "127.0.0.1:1 127.0.0.1:2" {
-		t.Fatalf("got %v %v", got, err)
-	}
-}
-
-func TestTLSFiles(t *testing.T) {
-	dir := t.TempDir()
-	f := newCA(t, "ca").issue(t, dir, "x", x509.ExtKeyUsageServerAuth)
-	write(t, filepath.Join(dir, "empty"), nil)
-	for name, bad := range map[string]TLSFiles{
-		"no such cert": {Cert: filepath.Join(dir, "nope"), Key: f.Key, CA: f.CA},
-		"no CA":        {Cert: f.Cert, Key: f.Key, CA: filepath.Join(dir, "nope")},
-		"empty CA":     {Cert: f.Cert, Key: f.Key, CA: filepath.Join(dir, "empty")},
-	} {
-		if _, err := ServerTLS(bad, "c"); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
 	}
 }

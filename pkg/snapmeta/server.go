@@ -13,14 +13,9 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-thin/csi-thin/pkg/csierr"
+	"github.com/csi-thin/csi-thin/pkg/forward"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
-
-// NodeHeader is the response header in which a node's server names its
-// node once it has found the snapshot, before any block is read: the
-// forwarder's lookup reads it to learn who has a snapshot without
-// waiting for the block map.
-const NodeHeader = "csi-thin-node"
 
 // Server is a node's SnapshotMetadata service over its pool's snapshots.
 type Server struct {
@@ -134,9 +129,9 @@ func (s *Server) blockMap(ctx context.Context, id string) (thinpool.BlockMap, er
 	return bm, nil
 }
 
-// found sends the response header naming this node (NodeHeader).
+// found sends the response header naming this node (forward.NodeHeader).
 func (s *Server) found(stream grpc.ServerStream) error {
-	return stream.SendHeader(metadata.Pairs(NodeHeader, s.node))
+	return stream.SendHeader(metadata.Pairs(forward.NodeHeader, s.node))
 }
 
 // firstBlock is the block holding starting_offset. An offset at the

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/csi-thin/csi-thin/pkg/forward"
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
@@ -274,8 +275,8 @@ func check(t *testing.T, got []msg, md metadata.MD, err error, want []msg, code 
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("messages\n  %v\nwant\n  %v", got, want)
 	}
-	if n := md.Get(NodeHeader); len(n) != 1 || n[0] != "node-1" {
-		t.Fatalf("header %s = %q, want node-1", NodeHeader, n)
+	if n := md.Get(forward.NodeHeader); len(n) != 1 || n[0] != "node-1" {
+		t.Fatalf("header %s = %q, want node-1", forward.NodeHeader, n)
 	}
 }
 

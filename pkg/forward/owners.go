@@ -1,20 +1,20 @@
-package snapmeta
+package forward
 
 import (
 	"container/list"
 	"sync"
 )
 
-// An owner is the node that holds a snapshot: the address its server
+// An Owner is the node that holds an id: the address its listener
 // answered on and the node name it gave.
-type owner struct {
-	addr, node string
+type Owner struct {
+	Addr, Node string
 }
 
-// owners remembers which node holds each snapshot, for the most recently
-// used max snapshots. Snapshots never move between nodes; an entry goes
-// when its node no longer has the snapshot, or no longer answers at that
-// address, so that the next call looks again.
+// owners remembers which node holds each id of one kind, for the most
+// recently used max ids. Volumes, snapshots and groups never move between
+// nodes; an entry goes when its node no longer has the id, or no longer
+// answers at that address, so that the next call looks again.
 type owners struct {
 	mu    sync.Mutex
 	max   int
@@ -24,29 +24,29 @@ type owners struct {
 
 type ownerEntry struct {
 	id string
-	owner
+	Owner
 }
 
 func newOwners(max int) *owners {
 	return &owners{max: max, order: list.New(), byID: map[string]*list.Element{}}
 }
 
-func (o *owners) get(id string) (owner, bool) {
+func (o *owners) get(id string) (Owner, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	el, ok := o.byID[id]
 	if !ok {
-		return owner{}, false
+		return Owner{}, false
 	}
 	o.order.MoveToFront(el)
-	return el.Value.(*ownerEntry).owner, true
+	return el.Value.(*ownerEntry).Owner, true
 }
 
-func (o *owners) put(id string, w owner) {
+func (o *owners) put(id string, w Owner) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if el, ok := o.byID[id]; ok {
-		el.Value.(*ownerEntry).owner = w
+		el.Value.(*ownerEntry).Owner = w
 		o.order.MoveToFront(el)
 		return
 	}
@@ -74,7 +74,7 @@ func (o *owners) forgetAddrs(keep map[string]bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for id, el := range o.byID {
-		if !keep[el.Value.(*ownerEntry).addr] {
+		if !keep[el.Value.(*ownerEntry).Addr] {
 			o.order.Remove(el)
 			delete(o.byID, id)
 		}

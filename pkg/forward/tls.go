@@ -1,4 +1,4 @@
-package snapmeta
+package forward
 
 import (
 	"crypto/tls"

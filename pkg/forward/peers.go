@@ -1,4 +1,4 @@
-package snapmeta
+package forward
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Peers lists the addresses (HOST:PORT) of every node's server.
+// Peers lists the addresses (HOST:PORT) of every node's listener.
 type Peers func(ctx context.Context) ([]string, error)
 
 // ResolvePeers are the servers at spec, a comma-separated list of
