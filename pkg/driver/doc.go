@@ -6,9 +6,12 @@
 // metrics address it also serves Prometheus metrics (metrics.go): the
 // pool's space and health read at each scrape, and each CSI method's
 // calls and latency by gRPC code. With a SnapshotMetadata address it
-// serves that service (package snapmeta) on the socket and, with mutual
-// TLS, on TCP for the forwarder; in --mode=snapshot-metadata-forwarder it
-// is the forwarder itself (snapmeta.go).
+// serves that service (package snapmeta) on the socket, and listens on
+// TCP, with mutual TLS, for the forwarder: SnapshotMetadata and the
+// snapshot calls of the controller and group controller services, the
+// socket's own servers behind the socket's interceptors, and nothing else
+// (forward.Guard). In --mode=snapshot-metadata-forwarder it is the
+// forwarder itself (snapmeta.go).
 //
 // A call that changes a volume or snapshot (inflight.go), while another
 // on the same one is still running, is refused with Aborted, as the CSI

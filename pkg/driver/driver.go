@@ -27,7 +27,7 @@ type Driver struct {
 	server   *grpc.Server
 	inflight inflight
 	metrics  *metrics     // nil without --metrics-address
-	snapTCP  *grpc.Server // SnapshotMetadata for the forwarder; nil without --snapshot-metadata-address
+	listener *grpc.Server // the forwarder's calls, with mutual TLS; nil without --snapshot-metadata-address
 }
 
 // New checks privileges, opens the node's pool (creating it on the first
@@ -50,17 +50,23 @@ func New(opts Options) (*Driver, error) {
 	}
 	d.server = grpc.NewServer(grpc.ChainUnaryInterceptor(d.interceptors()...), grpc.StreamInterceptor(logStreams))
 	csi.RegisterIdentityServer(d.server, &identity{snapshotMetadata: opts.SnapshotMetadata.Address != ""})
-	csi.RegisterControllerServer(d.server, controller.New(engine, opts.NodeID))
-	csi.RegisterGroupControllerServer(d.server, controller.NewGroup(engine, opts.NodeID))
+	ctrl, group := controller.New(engine, opts.NodeID), controller.NewGroup(engine, opts.NodeID)
+	csi.RegisterControllerServer(d.server, ctrl)
+	csi.RegisterGroupControllerServer(d.server, group)
 	csi.RegisterNodeServer(d.server, node.New(node.Options{Engine: engine, NodeID: opts.NodeID, MaxVolumes: opts.MaxVolumes}))
 	if opts.SnapshotMetadata.Address != "" {
-		srv, tcp, err := d.snapshotMetadataServer()
+		sm, err := d.snapshotMetadataServer()
 		if err != nil {
 			engine.Close()
 			return nil, err
 		}
-		csi.RegisterSnapshotMetadataServer(d.server, srv)
-		d.snapTCP = tcp
+		creds, err := d.listenerTLS()
+		if err != nil {
+			engine.Close()
+			return nil, err
+		}
+		csi.RegisterSnapshotMetadataServer(d.server, sm)
+		d.listener = d.newListener(creds, ctrl, group, sm)
 	}
 	return d, nil
 }
@@ -70,7 +76,13 @@ func New(opts Options) (*Driver, error) {
 // mapping. The metrics see each call's final code: the engine's errors
 // mapped, and the refusals of calls in flight.
 func (d *Driver) interceptors() []grpc.UnaryServerInterceptor {
-	chain := []grpc.UnaryServerInterceptor{logCalls}
+	return append([]grpc.UnaryServerInterceptor{logCalls}, d.served()...)
+}
+
+// served are the interceptors inside the logging: metrics, the refusal
+// of calls in flight and the error mapping.
+func (d *Driver) served() []grpc.UnaryServerInterceptor {
+	var chain []grpc.UnaryServerInterceptor
 	if d.metrics != nil {
 		chain = append(chain, d.metrics.interceptor)
 	}
@@ -107,24 +119,24 @@ func (d *Driver) Run(ctx context.Context) error {
 			return fmt.Errorf("listen for metrics on %s: %w", d.opts.MetricsAddress, err)
 		}
 	}
-	var snapLis net.Listener
-	if d.snapTCP != nil {
-		if snapLis, err = net.Listen("tcp", d.opts.SnapshotMetadata.Address); err != nil {
+	var fwdLis net.Listener
+	if d.listener != nil {
+		if fwdLis, err = net.Listen("tcp", d.opts.SnapshotMetadata.Address); err != nil {
 			lis.Close()
 			if metricsLis != nil {
 				metricsLis.Close()
 			}
-			return fmt.Errorf("listen for SnapshotMetadata on %s: %w", d.opts.SnapshotMetadata.Address, err)
+			return fmt.Errorf("listen for the forwarder on %s: %w", d.opts.SnapshotMetadata.Address, err)
 		}
 	}
 	klog.InfoS("Serving CSI", "endpoint", d.opts.Endpoint, "node", d.opts.NodeID, "pool", d.engine.PoolName(), "version", Version)
 
 	errc := make(chan error, 3)
 	go func() { errc <- d.server.Serve(lis) }()
-	if snapLis != nil {
-		klog.InfoS("Serving SnapshotMetadata with mutual TLS", "address", snapLis.Addr().String())
-		go func() { errc <- d.snapTCP.Serve(snapLis) }()
-		defer d.snapTCP.Stop() // ends its streams once the CSI server has stopped
+	if fwdLis != nil {
+		klog.InfoS("Serving the forwarder's calls with mutual TLS", "address", fwdLis.Addr().String(), "client", d.opts.SnapshotMetadata.ClientName)
+		go func() { errc <- d.listener.Serve(fwdLis) }()
+		defer d.listener.Stop() // ends its streams once the CSI server has stopped
 	}
 	if metricsLis != nil {
 		klog.InfoS("Serving metrics", "address", metricsLis.Addr().String(), "path", MetricsPath)
@@ -148,8 +160,8 @@ func (d *Driver) Run(ctx context.Context) error {
 	stopped := make(chan struct{})
 	go func() {
 		d.server.GracefulStop()
-		if d.snapTCP != nil {
-			d.snapTCP.GracefulStop()
+		if d.listener != nil {
+			d.listener.GracefulStop()
 		}
 		close(stopped)
 	}()

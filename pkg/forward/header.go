@@ -1,7 +1,8 @@
 package forward
 
-// NodeHeader is the response header in which a node names itself once it
-// has found what a call asks for: a SnapshotMetadata stream sends it
-// before any block is read. The forwarder's probes read it to learn who
-// has an id.
+// NodeHeader is the response header in which a node names itself: on
+// every unary reply of its listener (NameNode), and on a SnapshotMetadata
+// stream once the node has found the snapshot, before any block is read.
+// The forwarder's probes read it to learn who has an id, and its relays
+// to check that the node they meant is the one that answered.
 const NodeHeader = "csi-thin-node"
