@@ -30,6 +30,9 @@ type Options struct {
 	// empty regular files; default a new directory under os.TempDir,
 	// removed by Close.
 	DeviceDir string
+	// IDOffset numbers the pool's ids from IDOffset+1, so that the pools
+	// of a test's several nodes hand out different ids, as real pools do.
+	IDOffset int
 }
 
 // Pool is a fake thin pool. Its methods are safe for concurrent use.
@@ -60,7 +63,7 @@ type device struct {
 // New returns an empty fake pool.
 func New(o Options) (*Pool, error) {
 	p := &Pool{
-		block: o.BlockSizeBytes, budget: o.BudgetBytes, devDir: o.DeviceDir,
+		block: o.BlockSizeBytes, budget: o.BudgetBytes, devDir: o.DeviceDir, next: o.IDOffset,
 		records: map[string]*thinpool.Volume{}, groups: map[string]*thinpool.Group{}, active: map[string]*device{},
 		fail: map[string][]error{}, calls: map[string]int{},
 	}

@@ -26,8 +26,8 @@ const (
 var kinds = []Kind{Volume, Snapshot, GroupSnapshot}
 
 // A Probe asks the node on conn whether it has id, and returns the name
-// the node gave (NodeHeader) when it has. A NotFound error says the node
-// does not have it; any other, that it could not say.
+// the node gave (NodeHeader), with or without an error. A NotFound error
+// says the node does not have it; any other, that it could not say.
 type Probe func(ctx context.Context, conn *grpc.ClientConn, id string) (node string, err error)
 
 // Locate finds the node that holds id: from the cache of its kind, or by
@@ -79,13 +79,15 @@ func (n *Nodes) probe(ctx context.Context, addr, id string, probe Probe) (string
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	node, err := probe(ctx, conn, id)
+	if node != "" {
+		n.saw(addr, node)
+	}
 	if err != nil {
 		return "", err
 	}
 	if node == "" {
 		return "", status.Errorf(codes.Unknown, "the server at %s is not a csi-thin node: it did not name its node", addr)
 	}
-	n.saw(addr, node)
 	return node, nil
 }
 
@@ -104,8 +106,8 @@ func (n *Nodes) Forget(kind Kind, ids ...string) {
 }
 
 // ask runs probe for id against every address at once: the nodes that
-// have it, by address, and what the others that could not say answered,
-// sorted. A node that answers NotFound is in neither.
+// have it, by name and address, and the answers of those that could not
+// say, sorted. A node that answers NotFound is in neither.
 func (n *Nodes) ask(ctx context.Context, addrs []string, id string, probe Probe) (found []Owner, failed []string) {
 	type answer struct {
 		addr, node string
@@ -128,6 +130,25 @@ func (n *Nodes) ask(ctx context.Context, addrs []string, id string, probe Probe)
 		}
 	}
 	slices.Sort(failed)
-	slices.SortFunc(found, func(a, b Owner) int { return cmp.Compare(a.Addr, b.Addr) })
+	slices.SortFunc(found, func(a, b Owner) int { return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Addr, b.Addr)) })
 	return found, failed
+}
+
+// every is every node, by name and then address, one address for each
+// name: it asks each node's name (nameProbe). A node that does not answer
+// fails the call with Unavailable, naming it, since the caller wants
+// every node.
+func (n *Nodes) every(ctx context.Context) ([]Owner, error) {
+	addrs, err := n.addrs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, failed := n.ask(ctx, addrs, "", nameProbe)
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	if len(failed) > 0 {
+		return nil, status.Errorf(codes.Unavailable, "%d of the %d csi-thin nodes did not answer: %s", len(failed), len(addrs), strings.Join(failed, "; "))
+	}
+	return slices.CompactFunc(all, func(a, b Owner) bool { return a.Node == b.Node }), nil
 }
