@@ -61,7 +61,7 @@ func TestSnapshotMetadata(t *testing.T) {
 	if err := opts.Validate(); err != nil {
 		t.Fatalf("the forwarder's flags: %v", err)
 	}
-	if opts.Mode != driver.ModeSnapshotMetadataForwarder {
+	if opts.Mode != driver.ModeForwarder {
 		t.Fatalf("--mode %q", opts.Mode)
 	}
 	if !slices.Contains(sidecar.Args, "--csi-address="+socketPath) || opts.Endpoint != "unix://"+socketPath {

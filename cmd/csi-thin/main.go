@@ -1,8 +1,9 @@
 // Command csi-thin is the csi-thin CSI driver: one process per node serves
 // the identity, controller and node services for the node's thin pool.
-// With --mode=snapshot-metadata-forwarder it serves instead the cluster's
+// With --mode=forwarder it serves instead, off the nodes, the cluster's
+// snapshot calls beside a cluster-wide csi-snapshotter and its
 // SnapshotMetadata service beside the external-snapshot-metadata sidecar,
-// relaying each call to the node that holds its snapshot.
+// relaying each call to the node that holds its volume, snapshot or group.
 package main
 
 import (
@@ -30,7 +31,7 @@ func run(args []string) int {
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: csi-thin --endpoint unix:///csi/csi.sock --node-id NODE --state-dir /var/lib/csi-thin --pool-size 100Gi\n")
-		fmt.Fprintf(fs.Output(), "       csi-thin --mode=snapshot-metadata-forwarder --endpoint unix:///csi/csi.sock --snapshot-metadata-nodes NODES:PORT --snapshot-metadata-tls-cert FILE --snapshot-metadata-tls-key FILE --snapshot-metadata-tls-ca FILE\n\n")
+		fmt.Fprintf(fs.Output(), "       csi-thin --mode=forwarder [--forward snapshots,snapshot-metadata] --endpoint unix:///csi/csi.sock --snapshot-metadata-nodes NODES:PORT --snapshot-metadata-tls-cert FILE --snapshot-metadata-tls-key FILE --snapshot-metadata-tls-ca FILE\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -50,7 +51,7 @@ func run(args []string) int {
 	}
 	var d interface{ Run(context.Context) error }
 	var err error
-	if opts.Mode == driver.ModeSnapshotMetadataForwarder {
+	if opts.Mode == driver.ModeForwarder {
 		d, err = driver.NewForwarder(opts)
 	} else {
 		d, err = driver.New(opts)

@@ -10,8 +10,10 @@
 // TCP, with mutual TLS, for the forwarder: SnapshotMetadata and the
 // snapshot calls of the controller and group controller services, the
 // socket's own servers behind the socket's interceptors, and nothing else
-// (forward.Guard). In --mode=snapshot-metadata-forwarder it is the
-// forwarder itself (snapmeta.go).
+// (forward.Guard; listener.go). In --mode=forwarder it is the forwarder
+// itself (forwarder.go): the relays of package forward and snapmeta on a
+// unix socket, for the cluster's csi-snapshotter and the
+// external-snapshot-metadata sidecar.
 //
 // A call that changes a volume or snapshot (inflight.go), while another
 // on the same one is still running, is refused with Aborted, as the CSI

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
@@ -176,22 +175,6 @@ func (d *Driver) Run(ctx context.Context) error {
 
 // Close releases the engine of a driver that was not Run.
 func (d *Driver) Close() error { return d.engine.Close() }
-
-// logCalls logs each call at V(2), its payload at V(5) with secrets
-// stripped, and every failure.
-func logCalls(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	method := methodName(info.FullMethod)
-	start := time.Now()
-	klog.V(5).InfoS("Call", "method", method, "request", protosanitizer.StripSecrets(req))
-	resp, err := handler(ctx, req)
-	if err != nil {
-		klog.ErrorS(err, "Call failed", "method", method, "duration", time.Since(start))
-		return resp, err
-	}
-	klog.V(2).InfoS("Call done", "method", method, "duration", time.Since(start))
-	klog.V(5).InfoS("Reply", "method", method, "response", protosanitizer.StripSecrets(resp))
-	return resp, nil
-}
 
 // mapErrors gives every error its CSI code (csierr.Status).
 func mapErrors(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

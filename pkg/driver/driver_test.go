@@ -22,7 +22,7 @@ func parse(t *testing.T, args ...string) (Options, error) {
 var (
 	smTLS       = []string{"--snapshot-metadata-tls-cert", "/tls/tls.crt", "--snapshot-metadata-tls-key", "/tls/tls.key", "--snapshot-metadata-tls-ca", "/tls/ca.crt"}
 	smNode      = append([]string{"--snapshot-metadata-address", ":9443"}, smTLS...)
-	smForwarder = append([]string{"--mode", "snapshot-metadata-forwarder", "--snapshot-metadata-nodes", "csi-thin-nodes.csi-thin.svc:9443"}, smTLS...)
+	smForwarder = append([]string{"--mode", "forwarder", "--snapshot-metadata-nodes", "csi-thin-nodes.csi-thin.svc:9443"}, smTLS...)
 )
 
 func TestOptions(t *testing.T) {
@@ -68,13 +68,20 @@ func TestOptions(t *testing.T) {
 		{"snapshot metadata, relative cert", append(append(base, smNode...), "--snapshot-metadata-tls-cert", "tls.crt"), "must be an absolute path"},
 		{"snapshot metadata port without colon", append(append(base, smNode...), "--snapshot-metadata-address", "9443"), "use HOST:PORT"},
 		{"TLS without the listener", append(base, "--snapshot-metadata-tls-cert", "/t/tls.crt"), "set --snapshot-metadata-address too"},
-		{"forwarder flags on a node", append(append(base, smNode...), "--snapshot-metadata-nodes", "n.svc:9443"), "--mode=snapshot-metadata-forwarder"},
-		{"unknown mode", append(base, "--mode", "controller"), "--mode \"controller\": use node or snapshot-metadata-forwarder"},
+		{"forwarder flags on a node", append(append(base, smNode...), "--snapshot-metadata-nodes", "n.svc:9443"), "--mode=forwarder"},
+		{"what a forwarder serves, on a node", append(base, "--forward", "snapshots"), "--forward is the forwarder's: use it with --mode=forwarder"},
+		{"unknown mode", append(base, "--mode", "controller"), "--mode \"controller\": use node or forwarder"},
+		{"the mode's old name", append(smForwarder, "--mode", "snapshot-metadata-forwarder"), "use node or forwarder"},
 		{"forwarder", smForwarder, ""},
 		{"forwarder needs no node id or pool", append(smForwarder, "--pool-size", "1Mi"), ""},
-		{"forwarder without nodes", append([]string{"--mode", "snapshot-metadata-forwarder"}, smTLS...), "needs --snapshot-metadata-nodes"},
+		{"forwarder of snapshots", append(smForwarder, "--forward", "snapshots"), ""},
+		{"forwarder of snapshot metadata", append(smForwarder, "--forward", "snapshot-metadata"), ""},
+		{"forwarder of both, spaced", append(smForwarder, "--forward", "snapshot-metadata, snapshots"), ""},
+		{"forwarder of nothing", append(smForwarder, "--forward", ""), "--forward \"\": give snapshots, snapshot-metadata or both"},
+		{"forwarder of volumes", append(smForwarder, "--forward", "snapshots,volumes"), "give snapshots, snapshot-metadata or both"},
+		{"forwarder without nodes", append([]string{"--mode", "forwarder"}, smTLS...), "needs --snapshot-metadata-nodes"},
 		{"forwarder with a bad node address", append(smForwarder, "--snapshot-metadata-nodes", "n.svc"), "use HOST:PORT"},
-		{"forwarder without TLS", []string{"--mode", "snapshot-metadata-forwarder", "--snapshot-metadata-nodes", "n.svc:9443"}, "only with mutual TLS: --snapshot-metadata-tls-cert is required"},
+		{"forwarder without TLS", []string{"--mode", "forwarder", "--snapshot-metadata-nodes", "n.svc:9443"}, "only with mutual TLS: --snapshot-metadata-tls-cert is required"},
 		{"forwarder with a listener", append(smForwarder, "--snapshot-metadata-address", ":9443"), "the forwarder serves --endpoint only"},
 		{"forwarder on TCP", append(smForwarder, "--endpoint", "tcp://:1"), "unix:///path"},
 	}

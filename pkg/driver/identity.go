@@ -14,12 +14,13 @@ import (
 var Version = "dev"
 
 // identity is the CSI identity service: of a node, whose SnapshotMetadata
-// service is on with its listener, or of the forwarder, which serves that
-// service alone.
+// service is on with its listener, or of the forwarder, which serves the
+// snapshot calls, SnapshotMetadata, or both.
 type identity struct {
 	csi.UnimplementedIdentityServer
 	snapshotMetadata bool
 	forwarder        bool
+	snapshots        bool // the forwarder's snapshot and group snapshot relays
 }
 
 func (s *identity) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
@@ -32,7 +33,19 @@ func (s *identity) GetPluginCapabilities(context.Context, *csi.GetPluginCapabili
 	}
 	snapshotMetadata := service(csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE)
 	if s.forwarder {
-		return &csi.GetPluginCapabilitiesResponse{Capabilities: []*csi.PluginCapability{snapshotMetadata}}, nil
+		// It relays the nodes' snapshots as they are, each with its
+		// node's accessible_topology, which the spec ties to the
+		// snapshot accessibility capability. It returns no volumes.
+		var caps []*csi.PluginCapability
+		if s.snapshots {
+			caps = append(caps, service(csi.PluginCapability_Service_CONTROLLER_SERVICE),
+				service(csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE),
+				service(csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS))
+		}
+		if s.snapshotMetadata {
+			caps = append(caps, snapshotMetadata)
+		}
+		return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 	}
 	caps := []*csi.PluginCapability{
 		service(csi.PluginCapability_Service_CONTROLLER_SERVICE),

@@ -83,6 +83,15 @@ var nodeServices = []csi.PluginCapability_Service_Type{
 	csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS,
 }
 
+// forwarderServices are what a forwarder of snapshots claims: the
+// services it relays, and the snapshots' topology it passes on; not
+// volume topology, since it returns no volumes.
+var forwarderServices = []csi.PluginCapability_Service_Type{
+	csi.PluginCapability_Service_CONTROLLER_SERVICE,
+	csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE,
+	csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS,
+}
+
 // TestPluginServices: the services each mode claims, in order.
 func TestPluginServices(t *testing.T) {
 	cases := []struct {
@@ -92,7 +101,10 @@ func TestPluginServices(t *testing.T) {
 	}{
 		{"node", identity{}, nodeServices},
 		{"node with snapshot metadata", identity{snapshotMetadata: true}, append(slices.Clip(nodeServices), csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE)},
-		{"forwarder", identity{forwarder: true}, []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE}},
+		{"forwarder of snapshot metadata", identity{forwarder: true, snapshotMetadata: true}, []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE}},
+		{"forwarder of snapshots", identity{forwarder: true, snapshots: true}, forwarderServices},
+		{"forwarder of both", identity{forwarder: true, snapshots: true, snapshotMetadata: true},
+			append(slices.Clip(forwarderServices), csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE)},
 	}
 	for _, c := range cases {
 		resp, err := c.id.GetPluginCapabilities(context.Background(), &csi.GetPluginCapabilitiesRequest{})

@@ -19,10 +19,24 @@ import (
 const (
 	// ModeNode serves a node's pool: the DaemonSet's csi-thin.
 	ModeNode = "node"
-	// ModeSnapshotMetadataForwarder serves the SnapshotMetadata service
-	// of the whole cluster beside the external-snapshot-metadata sidecar,
-	// relaying each call to the node that holds its snapshot.
-	ModeSnapshotMetadataForwarder = "snapshot-metadata-forwarder"
+	// ModeForwarder serves the cluster's snapshot calls and its
+	// SnapshotMetadata service beside the sidecars that make them,
+	// relaying each call to the node that holds its volume, snapshot or
+	// group.
+	ModeForwarder = "forwarder"
+)
+
+// What a forwarder serves (--forward).
+const (
+	// ForwardSnapshots is the controller service's snapshot calls and the
+	// group controller service, for a csi-snapshotter that is not per
+	// node.
+	ForwardSnapshots = "snapshots"
+	// ForwardSnapshotMetadata is the SnapshotMetadata service, for the
+	// external-snapshot-metadata sidecar.
+	ForwardSnapshotMetadata = "snapshot-metadata"
+	// DefaultForward is both.
+	DefaultForward = ForwardSnapshots + "," + ForwardSnapshotMetadata
 )
 
 // Options are csi-thin's settings, one flag each.
@@ -52,14 +66,20 @@ type Options struct {
 
 	MetricsAddress string // host:port for /metrics; empty: no metrics server
 
+	// Forward is what a forwarder serves: a comma-separated list of
+	// ForwardSnapshots and ForwardSnapshotMetadata.
+	Forward string
+
 	SnapshotMetadata SnapshotMetadataOptions
 }
 
-// SnapshotMetadataOptions are the settings of the SnapshotMetadata
-// service: a node's TCP listener, or the forwarder's nodes. The TLS files
-// are this end's certificate and key and the CA of the other end.
+// SnapshotMetadataOptions are the settings of a node's listener for the
+// forwarder, which carries SnapshotMetadata and the relayed snapshot
+// calls, and of the forwarder's way to the nodes. The flags are named
+// after the service they first carried. The TLS files are this end's
+// certificate and key and the CA of the other end.
 type SnapshotMetadataOptions struct {
-	Address    string // node: host:port of the TCP listener; empty: off
+	Address    string // node: host:port of the listener; empty: off
 	Format     string // node: variable or fixed
 	ClientName string // node: the name the forwarder's certificate carries
 	Nodes      string // forwarder: HOST:PORT list of the nodes' servers
@@ -84,6 +104,7 @@ func DefaultOptions() Options {
 		MetadataReserve:    thinpool.DefaultMetadataReservePercent,
 		ErrorIfNoSpace:     true,
 		Mode:               ModeNode,
+		Forward:            DefaultForward,
 		SnapshotMetadata: SnapshotMetadataOptions{
 			Format:     "variable",
 			ClientName: "csi-thin-snapshot-metadata-forwarder",
@@ -112,14 +133,15 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.ErrorIfNoSpace, "error-if-no-space", o.ErrorIfNoSpace, "fail writes at once when the pool is full instead of queueing them until it grows")
 	fs.Int64Var(&o.MaxVolumes, "max-volumes", o.MaxVolumes, "most volumes the scheduler may place on this node; 0: no limit")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "serve Prometheus metrics on /metrics at this host:port (e.g. :9809); empty: no metrics server")
-	fs.StringVar(&o.Mode, "mode", o.Mode, "node: serve this node's pool; snapshot-metadata-forwarder: serve the cluster's SnapshotMetadata service on --endpoint for the external-snapshot-metadata sidecar, relaying each call to the node of its snapshot (see docs/snapshot-metadata.md)")
+	fs.StringVar(&o.Mode, "mode", o.Mode, "node: serve this node's pool; forwarder: serve, on --endpoint, the cluster's snapshot calls and SnapshotMetadata service (--forward) for the sidecars beside it, relaying each call to the node of its volume, snapshot or group (see docs/snapshot-metadata.md)")
+	fs.StringVar(&o.Forward, "forward", o.Forward, "forwarder: what it serves, a comma-separated list of snapshots (the snapshot calls of the controller and group controller services, for a csi-snapshotter without --node-deployment) and snapshot-metadata (SnapshotMetadata, for the external-snapshot-metadata sidecar)")
 	sm := &o.SnapshotMetadata
-	fs.StringVar(&sm.Address, "snapshot-metadata-address", sm.Address, "node: serve SnapshotMetadata to the forwarder on this host:port (e.g. :9443), with mutual TLS (--snapshot-metadata-tls-*); empty: off")
+	fs.StringVar(&sm.Address, "snapshot-metadata-address", sm.Address, "node: listen for the forwarder on this host:port (e.g. :9443), with mutual TLS (--snapshot-metadata-tls-*): SnapshotMetadata and the snapshot calls the forwarder relays, nothing else; empty: off")
 	fs.StringVar(&sm.Format, "snapshot-metadata-format", sm.Format, "node: variable (adjacent blocks merged into one range) or fixed (one range per pool block)")
-	fs.StringVar(&sm.ClientName, "snapshot-metadata-client-name", sm.ClientName, "node: accept only clients whose certificate names this (common name or DNS name): the forwarder's")
-	fs.StringVar(&sm.Nodes, "snapshot-metadata-nodes", sm.Nodes, "forwarder: the nodes' servers, HOST:PORT[,HOST:PORT...]; each address a host resolves to is a node (a headless Service of the node pods)")
+	fs.StringVar(&sm.ClientName, "snapshot-metadata-client-name", sm.ClientName, "node: accept on --snapshot-metadata-address only clients whose certificate names this (common name or DNS name): the forwarder's")
+	fs.StringVar(&sm.Nodes, "snapshot-metadata-nodes", sm.Nodes, "forwarder: the nodes' listeners (--snapshot-metadata-address), HOST:PORT[,HOST:PORT...]; each address a host resolves to is a node (a headless Service of the node pods)")
 	fs.StringVar(&sm.ServerName, "snapshot-metadata-server-name", sm.ServerName, "forwarder: the name the nodes' certificate must carry; default: the host of --snapshot-metadata-nodes")
-	fs.StringVar(&sm.TLSCert, "snapshot-metadata-tls-cert", sm.TLSCert, "PEM certificate: the node's server certificate, or the forwarder's client certificate")
+	fs.StringVar(&sm.TLSCert, "snapshot-metadata-tls-cert", sm.TLSCert, "PEM certificate: the node's listener's server certificate, or the forwarder's client certificate")
 	fs.StringVar(&sm.TLSKey, "snapshot-metadata-tls-key", sm.TLSKey, "PEM private key of --snapshot-metadata-tls-cert")
 	fs.StringVar(&sm.TLSCA, "snapshot-metadata-tls-ca", sm.TLSCA, "PEM CA certificate that signed the other end's certificate (the forwarder's, on a node; the nodes', on the forwarder)")
 }
@@ -129,10 +151,13 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 func (o *Options) Validate() error {
 	switch o.Mode {
 	case ModeNode:
-	case ModeSnapshotMetadataForwarder:
+	case ModeForwarder:
 		return o.validateForwarder()
 	default:
-		return fmt.Errorf("--mode %q: use %s or %s", o.Mode, ModeNode, ModeSnapshotMetadataForwarder)
+		return fmt.Errorf("--mode %q: use %s or %s", o.Mode, ModeNode, ModeForwarder)
+	}
+	if o.Forward != DefaultForward {
+		return fmt.Errorf("--forward is the forwarder's: use it with --mode=%s", ModeForwarder)
 	}
 	if o.NodeID == "" {
 		return fmt.Errorf("--node-id is required: pass the Kubernetes node name (in a DaemonSet, from spec.nodeName)")
@@ -192,14 +217,14 @@ func (o *Options) engineConfig() thinpool.Config {
 // TCP address with all three TLS files, since it serves other hosts.
 func (sm *SnapshotMetadataOptions) validateNode() error {
 	if sm.Nodes != "" || sm.ServerName != "" {
-		return fmt.Errorf("--snapshot-metadata-nodes and --snapshot-metadata-server-name are the forwarder's: use them with --mode=%s", ModeSnapshotMetadataForwarder)
+		return fmt.Errorf("--snapshot-metadata-nodes and --snapshot-metadata-server-name are the forwarder's: use them with --mode=%s", ModeForwarder)
 	}
 	if sm.Format != "variable" && sm.Format != "fixed" {
 		return fmt.Errorf("--snapshot-metadata-format %q: use variable or fixed", sm.Format)
 	}
 	if sm.Address == "" {
 		if sm.TLSCert != "" || sm.TLSKey != "" || sm.TLSCA != "" {
-			return fmt.Errorf("--snapshot-metadata-tls-* are for the SnapshotMetadata listener: set --snapshot-metadata-address too, or drop them")
+			return fmt.Errorf("--snapshot-metadata-tls-* are for the forwarder's listener: set --snapshot-metadata-address too, or drop them")
 		}
 		return nil
 	}
@@ -209,7 +234,7 @@ func (sm *SnapshotMetadataOptions) validateNode() error {
 	if sm.ClientName == "" {
 		return fmt.Errorf("--snapshot-metadata-client-name is empty: give the name the forwarder's certificate carries")
 	}
-	return sm.validTLS("--snapshot-metadata-address serves SnapshotMetadata over TCP only with mutual TLS")
+	return sm.validTLS("--snapshot-metadata-address serves the forwarder over TCP only with mutual TLS")
 }
 
 func (sm *SnapshotMetadataOptions) validTLS(why string) error {
@@ -235,17 +260,43 @@ func (o *Options) validateForwarder() error {
 	if err := validMetricsAddress(o.MetricsAddress); err != nil {
 		return err
 	}
+	if err := validForward(o.Forward); err != nil {
+		return err
+	}
 	sm := o.SnapshotMetadata
 	if sm.Address != "" {
 		return fmt.Errorf("--snapshot-metadata-address is a node's listener: the forwarder serves --endpoint only")
 	}
 	if sm.Nodes == "" {
-		return fmt.Errorf("--mode=%s needs --snapshot-metadata-nodes: the nodes' headless Service, as in csi-thin-snapshot-metadata-nodes.csi-thin.svc:9443", ModeSnapshotMetadataForwarder)
+		return fmt.Errorf("--mode=%s needs --snapshot-metadata-nodes: the nodes' headless Service, as in csi-thin-snapshot-metadata-nodes.csi-thin.svc:9443", ModeForwarder)
 	}
 	if _, err := forward.ResolvePeers(sm.Nodes); err != nil {
 		return fmt.Errorf("--snapshot-metadata-nodes: %w", err)
 	}
-	return sm.validTLS("--mode=" + ModeSnapshotMetadataForwarder + " talks to the nodes only with mutual TLS")
+	return sm.validTLS("--mode=" + ModeForwarder + " talks to the nodes only with mutual TLS")
+}
+
+// validForward checks --forward: one or both of what a forwarder serves.
+func validForward(list string) error {
+	for _, what := range strings.Split(list, ",") {
+		switch strings.TrimSpace(what) {
+		case ForwardSnapshots, ForwardSnapshotMetadata:
+		default:
+			return fmt.Errorf("--forward %q: give %s, %s or both, separated by a comma", list, ForwardSnapshots, ForwardSnapshotMetadata)
+		}
+	}
+	return nil
+}
+
+// forwards reports whether a forwarder serves what (ForwardSnapshots or
+// ForwardSnapshotMetadata).
+func (o *Options) forwards(what string) bool {
+	for _, w := range strings.Split(o.Forward, ",") {
+		if strings.TrimSpace(w) == what {
+			return true
+		}
+	}
+	return false
 }
 
 // serverName is the name the nodes' certificate must carry.
