@@ -107,6 +107,7 @@ lint-chart: $(HELM) ## helm lint --strict of the chart, with its default and its
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) --values deploy/testdata/values-full.yaml
 	$(HELM) lint --strict $(CHART) --values deploy/testdata/values-minimal.yaml
+	$(HELM) lint --strict $(CHART) --set snapshots.placement=cluster
 
 test-chart: $(HELM) ## chart checks: lint, template, strict decoding, flags, RBAC, manifests drift
 	HELM=$(abspath $(HELM)) $(GO) test -count=1 ./deploy/...

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	groupsnapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -32,9 +33,17 @@ type expectation struct {
 	daemonSets           []string // names
 	capacity             bool
 	snapshots, expansion bool
-	metricsPort          int32          // 0: no metrics
-	counts               map[string]int // objects of each kind
+	// clusterSnapshots: csi-snapshotter runs beside the forwarder, not on
+	// the nodes (snapshots.placement cluster).
+	clusterSnapshots bool
+	snapshotMetadata bool
+	metricsPort      int32          // 0: no metrics
+	counts           map[string]int // objects of each kind
 }
+
+// forwarder reports whether the value set runs the forwarder, and so the
+// nodes' listener.
+func (e expectation) forwarder() bool { return e.clusterSnapshots || e.snapshotMetadata }
 
 var expectations = map[string]expectation{
 	"default": {
@@ -48,8 +57,10 @@ var expectations = map[string]expectation{
 		kubeletDir: "/var/snap/microk8s/common/var/lib/kubelet", stateDir: "/srv/csi-thin",
 		daemonSets: []string{"storage-thin-node", "storage-thin-node-loop", "storage-thin-node-big"},
 		capacity:   true, snapshots: true, expansion: true, metricsPort: 19809,
-		counts: map[string]int{"Namespace": 1, "ServiceAccount": 1, "CSIDriver": 1, "ClusterRole": 3, "ClusterRoleBinding": 3,
-			"Role": 2, "RoleBinding": 2, "DaemonSet": 3, "StorageClass": 1, "VolumeSnapshotClass": 1},
+		clusterSnapshots: true, snapshotMetadata: true,
+		counts: map[string]int{"Namespace": 1, "ServiceAccount": 2, "CSIDriver": 1, "ClusterRole": 4, "ClusterRoleBinding": 4,
+			"Role": 3, "RoleBinding": 3, "DaemonSet": 3, "StorageClass": 1, "VolumeSnapshotClass": 1, "VolumeGroupSnapshotClass": 1,
+			"Deployment": 1, "Service": 2, "Secret": 2, "SnapshotMetadataService": 1},
 	},
 	"minimal": {
 		kubeletDir: "/var/lib/kubelet", stateDir: "/var/lib/csi-thin",
@@ -61,9 +72,19 @@ var expectations = map[string]expectation{
 		kubeletDir: "/var/lib/kubelet", stateDir: "/var/lib/csi-thin",
 		daemonSets: []string{"csi-thin-node"},
 		capacity:   true, snapshots: true, expansion: true, metricsPort: 9809,
+		snapshotMetadata: true,
 		counts: map[string]int{"Namespace": 0, "ServiceAccount": 2, "CSIDriver": 1, "ClusterRole": 4, "ClusterRoleBinding": 4,
 			"Role": 2, "RoleBinding": 2, "DaemonSet": 1, "StorageClass": 1, "VolumeSnapshotClass": 1,
 			"Deployment": 1, "Service": 2, "Secret": 2, "SnapshotMetadataService": 1},
+	},
+	"cluster-snapshots": {
+		kubeletDir: "/var/lib/kubelet", stateDir: "/var/lib/csi-thin",
+		daemonSets: []string{"csi-thin-node"},
+		capacity:   true, snapshots: true, expansion: true, metricsPort: 9809,
+		clusterSnapshots: true,
+		counts: map[string]int{"Namespace": 0, "ServiceAccount": 2, "CSIDriver": 1, "ClusterRole": 3, "ClusterRoleBinding": 3,
+			"Role": 3, "RoleBinding": 3, "DaemonSet": 1, "StorageClass": 1, "VolumeSnapshotClass": 1, "VolumeGroupSnapshotClass": 1,
+			"Deployment": 1, "Service": 1, "Secret": 2},
 	},
 	"manifests": {
 		kubeletDir: "/var/lib/kubelet", stateDir: "/var/lib/csi-thin",
@@ -264,7 +285,8 @@ func TestChartLint(t *testing.T) {
 // unique, and namespaces where they belong.
 func TestRenderedObjects(t *testing.T) {
 	clusterScoped := map[string]bool{"Namespace": true, "CSIDriver": true, "StorageClass": true,
-		"ClusterRole": true, "ClusterRoleBinding": true, "VolumeSnapshotClass": true, "SnapshotMetadataService": true}
+		"ClusterRole": true, "ClusterRoleBinding": true, "VolumeSnapshotClass": true, "VolumeGroupSnapshotClass": true,
+		"SnapshotMetadataService": true}
 	forEachValueSet(t, func(t *testing.T, _ valueSet, want expectation, objs []object) {
 		counts := map[string]int{}
 		seen := map[string]bool{}
@@ -533,7 +555,7 @@ func TestSidecarFlags(t *testing.T) {
 				env:    map[string]string{"NODE_NAME": "spec.nodeName", "NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"},
 			},
 			{
-				name: "csi-snapshotter", present: want.snapshots,
+				name: "csi-snapshotter", present: want.snapshots && !want.clusterSnapshots,
 				flags: map[string]string{"node-deployment": "true", "leader-election": "false"},
 				env:   map[string]string{"NODE_NAME": "spec.nodeName"},
 			},
@@ -793,6 +815,33 @@ func TestVolumeSnapshotClass(t *testing.T) {
 	})
 }
 
+// TestVolumeGroupSnapshotClass: the class exists only where group
+// snapshots can be taken, beside the cluster's csi-snapshotter, for the
+// driver, without parameters.
+func TestVolumeGroupSnapshotClass(t *testing.T) {
+	forEachValueSet(t, func(t *testing.T, v valueSet, want expectation, objs []object) {
+		classes := ofKind[groupsnapshotv1.VolumeGroupSnapshotClass](objs)
+		if (len(classes) == 1) != want.clusterSnapshots || len(classes) > 1 {
+			t.Fatalf("%d VolumeGroupSnapshotClasses, want one only with snapshots in cluster placement (%v)", len(classes), want.clusterSnapshots)
+		}
+		if len(classes) == 0 {
+			return
+		}
+		c := classes[0]
+		if c.Driver != volcap.DriverName || len(c.Parameters) > 0 {
+			t.Errorf("driver %q, parameters %v; want %q and none", c.Driver, c.Parameters, volcap.DriverName)
+		}
+		wantName, wantPolicy, wantDefault := "csi-thin", snapshotv1.VolumeSnapshotContentDelete, ""
+		if v.name == "full" {
+			wantName, wantPolicy, wantDefault = "thin-groups", snapshotv1.VolumeSnapshotContentRetain, "true"
+		}
+		if c.Name != wantName || c.DeletionPolicy != wantPolicy || c.Annotations["groupsnapshot.storage.kubernetes.io/is-default-class"] != wantDefault {
+			t.Errorf("class %s, deletionPolicy %s, is-default-class %q; want %s, %s, %q", c.Name, c.DeletionPolicy,
+				c.Annotations["groupsnapshot.storage.kubernetes.io/is-default-class"], wantName, wantPolicy, wantDefault)
+		}
+	})
+}
+
 // TestBadValues checks that values.schema.json and the templates refuse
 // values the driver would refuse, or that would break the deployment.
 func TestBadValues(t *testing.T) {
@@ -827,6 +876,12 @@ func TestBadValues(t *testing.T) {
 		{"metrics on the probe's port", []string{"--set", "metrics.port=9808"}, "metrics.port"},
 		{"registrar on the probe's port", []string{"--set", "sidecars.nodeDriverRegistrar.healthPort=9808"}, "healthPort"},
 		{"service account without a name", []string{"--set", "serviceAccount.create=false"}, "serviceAccount.name"},
+		{"unknown snapshot placement", []string{"--set", "snapshots.placement=controller"}, "placement"},
+		{"listener on the probe's port", []string{"--set", "snapshots.placement=cluster", "--set", "forwarder.nodePort=9808"}, "forwarder.nodePort"},
+		{"the listener's port where it was", []string{"--set", "snapshotMetadata.nodePort=9443"}, "nodePort"},
+		{"own certificates without their Secrets", []string{"--set", "snapshots.placement=cluster", "--set", "forwarder.tls.generate=false"}, "forwarder.tls.forwarderSecret"},
+		{"own certificates without the CA", []string{"--set", "snapshotMetadata.enabled=true", "--set", "forwarder.tls.generate=false",
+			"--set", "forwarder.tls.forwarderSecret=f", "--set", "forwarder.tls.nodeSecret=n"}, "forwarder.tls.caCert"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -841,21 +896,42 @@ func TestBadValues(t *testing.T) {
 	}
 }
 
-// TestNotes checks that the notes helm prints after an install say which
-// snapshot-controller setting distributed snapshotting needs.
+// TestNotes checks that the notes helm prints after an install say what
+// the snapshot-controller needs in each placement: distributed
+// snapshotting with csi-snapshotter on the nodes, nothing with it in the
+// cluster, where group snapshots work.
 func TestNotes(t *testing.T) {
-	out, err := runHelm(t, "install", releaseName, chartDir, "--namespace", namespace, "--dry-run=client")
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		placement string
+		want, not []string
+	}{
+		{"node", []string{"--enable-distributed-snapshotting=true", `"nodes"`, "VolumeSnapshot CRDs", "VolumeSnapshotClass csi-thin",
+			"VolumeGroupSnapshots need snapshots.placement=cluster"}, []string{"VolumeGroupSnapshotClass csi-thin"}},
+		{"cluster", []string{"with or without distributed snapshotting", "Deployment csi-thin-forwarder", "VolumeSnapshot CRDs",
+			"VolumeSnapshotClass csi-thin", "VolumeGroupSnapshot CRDs", "VolumeGroupSnapshotClass csi-thin", "on one node"},
+			[]string{"--enable-distributed-snapshotting=true"}},
 	}
-	_, notes, ok := strings.Cut(out, "NOTES:")
-	if !ok {
-		t.Fatalf("helm install --dry-run printed no notes:\n%s", out)
-	}
-	for _, want := range []string{"--enable-distributed-snapshotting=true", `"nodes"`, "VolumeSnapshot CRDs", "VolumeSnapshotClass csi-thin"} {
-		if !strings.Contains(notes, want) {
-			t.Errorf("the notes do not mention %s:\n%s", want, notes)
-		}
+	for _, c := range cases {
+		t.Run(c.placement, func(t *testing.T) {
+			out, err := runHelm(t, "install", releaseName, chartDir, "--namespace", namespace, "--dry-run=client", "--set", "snapshots.placement="+c.placement)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, notes, ok := strings.Cut(out, "NOTES:")
+			if !ok {
+				t.Fatalf("helm install --dry-run printed no notes:\n%s", out)
+			}
+			for _, want := range c.want {
+				if !strings.Contains(notes, want) {
+					t.Errorf("the notes do not mention %s:\n%s", want, notes)
+				}
+			}
+			for _, not := range c.not {
+				if strings.Contains(notes, not) {
+					t.Errorf("the notes mention %s:\n%s", not, notes)
+				}
+			}
+		})
 	}
 }
 

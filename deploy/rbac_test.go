@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
@@ -146,6 +147,18 @@ var (
 		{true, "groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents", []string{"get", "list", "watch", "update", "patch"}},
 		{true, "groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents/status", []string{"update", "patch"}},
 	}
+	// Not per node: the same, and its leader election.
+	clusterSnapshotterNeeds = append(slices.Clip(snapshotterNeeds),
+		need{false, "coordination.k8s.io", "leases", []string{"get", "watch", "list", "delete", "update", "create"}})
+	// The external-snapshot-metadata sidecar, after its deploy/ RBAC.
+	snapshotMetadataNeeds = needs{
+		{true, "cbt.storage.k8s.io", "snapshotmetadataservices", []string{"get", "list", "watch"}},
+		{true, "authentication.k8s.io", "tokenreviews", []string{"create"}},
+		{true, "authorization.k8s.io", "subjectaccessreviews", []string{"create"}},
+		{true, "snapshot.storage.k8s.io", "volumesnapshots", []string{"get", "list"}},
+		{true, "snapshot.storage.k8s.io", "volumesnapshotcontents", []string{"get", "list"}},
+		{true, "snapshot.storage.k8s.io", "volumesnapshotclasses", []string{"get", "list"}},
+	}
 	resizerNeeds = needs{
 		{true, "", "persistentvolumes", []string{"get", "list", "watch", "patch"}},
 		{true, "", "persistentvolumeclaims", []string{"get", "list", "watch"}},
@@ -210,6 +223,63 @@ func TestRBAC(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestForwarderRBAC checks that the forwarder's ServiceAccount holds what
+// its sidecars need, the cluster's csi-snapshotter's leases included, and
+// nothing when they are not there (the forwarder itself needs no
+// Kubernetes API), and that nothing grants secrets or wildcards.
+func TestForwarderRBAC(t *testing.T) {
+	forEachValueSet(t, func(t *testing.T, _ valueSet, want expectation, objs []object) {
+		for _, d := range ofKind[appsv1.Deployment](objs) {
+			sa := d.Spec.Template.Spec.ServiceAccountName
+			if !slices.ContainsFunc(ofKind[corev1.ServiceAccount](objs), func(s *corev1.ServiceAccount) bool {
+				return s.Name == sa && s.Namespace == d.Namespace
+			}) {
+				t.Errorf("Deployment %s runs as ServiceAccount %q, which the chart does not render", d.Name, sa)
+			}
+			grants := grantsFor(t, objs, d.Namespace, sa)
+			snapshotter := deploymentContainer(d, "csi-snapshotter") != nil
+			sidecar := deploymentContainer(d, "csi-snapshot-metadata") != nil
+			// check checks that the grants allow (want) or do not allow the
+			// needs; for "not allowed", access the other sidecar there
+			// needs itself is skipped.
+			check := func(who string, ns needs, want bool) {
+				for _, n := range ns {
+					for _, verb := range n.verbs {
+						if !want && ((snapshotter && clusterSnapshotterNeeds.has(n.group, n.resource, verb)) ||
+							(sidecar && snapshotMetadataNeeds.has(n.group, n.resource, verb))) {
+							continue
+						}
+						if got := allowed(grants, n.clusterWide, d.Namespace, n.group, n.resource, verb); got != want {
+							t.Errorf("%s: ServiceAccount %s: %s allowed = %v, want %v (%s)", d.Name, sa, who, got, want, need{n.clusterWide, n.group, n.resource, []string{verb}})
+						}
+					}
+				}
+			}
+			if snapshotter != want.clusterSnapshots || sidecar != want.snapshotMetadata {
+				t.Errorf("%s: csi-snapshotter %v, csi-snapshot-metadata %v; want %v and %v", d.Name, snapshotter, sidecar, want.clusterSnapshots, want.snapshotMetadata)
+			}
+			if snapshotter {
+				check("csi-snapshotter", clusterSnapshotterNeeds, true)
+			} else {
+				check("no csi-snapshotter", clusterSnapshotterNeeds, false)
+			}
+			if sidecar {
+				check("csi-snapshot-metadata", snapshotMetadataNeeds, true)
+			} else {
+				check("no csi-snapshot-metadata", snapshotMetadataNeeds, false)
+			}
+			for _, g := range grants {
+				for _, r := range g.rules {
+					if slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "*") ||
+						slices.Contains(r.Verbs, "*") || slices.Contains(r.APIGroups, "*") {
+						t.Errorf("%s grants %v: the forwarder needs no secrets and no wildcards", g.binding, r)
+					}
+				}
+			}
+		}
+	})
 }
 
 // TestRBACEvaluator checks the evaluator the RBAC test relies on.

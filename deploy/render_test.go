@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	groupsnapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -50,14 +51,17 @@ func (v valueSet) args() []string {
 	return append(a, v.set...)
 }
 
-// valueSets: the defaults, a file that sets every value, and one that turns
-// every optional part off.
+// valueSets: the defaults, a file that sets every value (snapshots in
+// cluster placement and snapshot metadata among them, so one forwarder for
+// both), one that turns every optional part off, and each feature of the
+// forwarder alone.
 var valueSets = []valueSet{
 	{name: "default"},
 	{name: "full", file: "testdata/values-full.yaml"},
 	{name: "minimal", file: "testdata/values-minimal.yaml"},
 	{name: "manifests", set: manifestsArgs},
 	{name: "snapshot-metadata", set: []string{"--set", "snapshotMetadata.enabled=true"}},
+	{name: "cluster-snapshots", set: []string{"--set", "snapshots.placement=cluster"}},
 }
 
 // helmBinary finds helm: $HELM, then the pinned one that `make test-chart`
@@ -109,16 +113,17 @@ func (o object) String() string { return fmt.Sprintf("%s %s (%s)", o.kind, o.nam
 
 // newObject maps apiVersion/kind to the Go type a document decodes into.
 var newObject = map[string]func() any{
-	"v1/Namespace":                                    func() any { return &corev1.Namespace{} },
-	"v1/ServiceAccount":                               func() any { return &corev1.ServiceAccount{} },
-	"apps/v1/DaemonSet":                               func() any { return &appsv1.DaemonSet{} },
-	"storage.k8s.io/v1/CSIDriver":                     func() any { return &storagev1.CSIDriver{} },
-	"storage.k8s.io/v1/StorageClass":                  func() any { return &storagev1.StorageClass{} },
-	"rbac.authorization.k8s.io/v1/ClusterRole":        func() any { return &rbacv1.ClusterRole{} },
-	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": func() any { return &rbacv1.ClusterRoleBinding{} },
-	"rbac.authorization.k8s.io/v1/Role":               func() any { return &rbacv1.Role{} },
-	"rbac.authorization.k8s.io/v1/RoleBinding":        func() any { return &rbacv1.RoleBinding{} },
-	"snapshot.storage.k8s.io/v1/VolumeSnapshotClass":  func() any { return &snapshotv1.VolumeSnapshotClass{} },
+	"v1/Namespace":                                             func() any { return &corev1.Namespace{} },
+	"v1/ServiceAccount":                                        func() any { return &corev1.ServiceAccount{} },
+	"apps/v1/DaemonSet":                                        func() any { return &appsv1.DaemonSet{} },
+	"storage.k8s.io/v1/CSIDriver":                              func() any { return &storagev1.CSIDriver{} },
+	"storage.k8s.io/v1/StorageClass":                           func() any { return &storagev1.StorageClass{} },
+	"rbac.authorization.k8s.io/v1/ClusterRole":                 func() any { return &rbacv1.ClusterRole{} },
+	"rbac.authorization.k8s.io/v1/ClusterRoleBinding":          func() any { return &rbacv1.ClusterRoleBinding{} },
+	"rbac.authorization.k8s.io/v1/Role":                        func() any { return &rbacv1.Role{} },
+	"rbac.authorization.k8s.io/v1/RoleBinding":                 func() any { return &rbacv1.RoleBinding{} },
+	"snapshot.storage.k8s.io/v1/VolumeSnapshotClass":           func() any { return &snapshotv1.VolumeSnapshotClass{} },
+	"groupsnapshot.storage.k8s.io/v1/VolumeGroupSnapshotClass": func() any { return &groupsnapshotv1.VolumeGroupSnapshotClass{} },
 	"v1/Secret":          func() any { return &corev1.Secret{} },
 	"v1/Service":         func() any { return &corev1.Service{} },
 	"apps/v1/Deployment": func() any { return &appsv1.Deployment{} },

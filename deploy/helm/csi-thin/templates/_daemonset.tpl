@@ -16,6 +16,7 @@ the socket-dir volume; kubelet reaches it at <kubeletDir>/plugins/csi-thin.io/cs
 {{- $kubeletDir := include "csi-thin.kubeletDir" $root }}
 {{- $stateDir := $values.stateDir | trimSuffix "/" }}
 {{- $sidecars := $values.sidecars }}
+{{- $listener := include "csi-thin.forwarder.enabled" $root }}
 ---
 apiVersion: apps/v1
 kind: DaemonSet
@@ -111,10 +112,12 @@ spec:
             {{- if $values.metrics.enabled }}
             - "--metrics-address=:{{ $values.metrics.port }}"
             {{- end }}
-            {{- if $values.snapshotMetadata.enabled }}
-            - "--snapshot-metadata-address=:{{ $values.snapshotMetadata.nodePort }}"
+            {{- if $listener }}
+            # The forwarder's listener: SnapshotMetadata and the snapshot
+            # calls it relays, with mutual TLS.
+            - "--snapshot-metadata-address=:{{ $values.forwarder.nodePort }}"
             - "--snapshot-metadata-format={{ $values.snapshotMetadata.format }}"
-            - "--snapshot-metadata-client-name={{ include "csi-thin.snapshotMetadata.clientName" $root }}"
+            - "--snapshot-metadata-client-name={{ include "csi-thin.forwarder.clientName" $root }}"
             - "--snapshot-metadata-tls-cert=/etc/csi-thin/snapshot-metadata/tls.crt"
             - "--snapshot-metadata-tls-key=/etc/csi-thin/snapshot-metadata/tls.key"
             - "--snapshot-metadata-tls-ca=/etc/csi-thin/snapshot-metadata/ca.crt"
@@ -136,9 +139,9 @@ spec:
               containerPort: {{ $values.metrics.port }}
               protocol: TCP
             {{- end }}
-            {{- if $values.snapshotMetadata.enabled }}
+            {{- if $listener }}
             - name: snapshot-meta
-              containerPort: {{ $values.snapshotMetadata.nodePort }}
+              containerPort: {{ $values.forwarder.nodePort }}
               protocol: TCP
             {{- end }}
           livenessProbe:
@@ -166,7 +169,7 @@ spec:
               mountPath: /dev
             - name: state-dir
               mountPath: {{ $stateDir }}
-            {{- if $values.snapshotMetadata.enabled }}
+            {{- if $listener }}
             - name: snapshot-metadata-tls
               mountPath: /etc/csi-thin/snapshot-metadata
               readOnly: true
@@ -252,7 +255,8 @@ spec:
           volumeMounts:
             - name: socket-dir
               mountPath: /csi
-        {{- if $values.snapshots.enabled }}
+        {{- /* With snapshots.placement cluster it runs beside the forwarder instead. */}}
+        {{- if and $values.snapshots.enabled (eq $values.snapshots.placement "node") }}
 
         # Takes snapshots of this node's volumes: the snapshot-controller
         # labels each VolumeSnapshotContent with its volume's node.
@@ -357,9 +361,9 @@ spec:
           hostPath:
             path: {{ $stateDir }}
             type: DirectoryOrCreate
-        {{- if $values.snapshotMetadata.enabled }}
+        {{- if $listener }}
         - name: snapshot-metadata-tls
           secret:
-            secretName: {{ include "csi-thin.snapshotMetadata.nodeSecret" $root }}
+            secretName: {{ include "csi-thin.forwarder.nodeSecret" $root }}
         {{- end }}
 {{- end }}

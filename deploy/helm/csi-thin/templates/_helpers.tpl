@@ -122,46 +122,77 @@ of the default DaemonSet's pods), label values unique across groups.
 {{- end }}
 {{- $_ := set $ports $metrics "metrics.port" }}
 {{- end }}
-{{- if .Values.snapshotMetadata.enabled }}
-{{- $sm := toString .Values.snapshotMetadata.nodePort }}
-{{- if hasKey $ports $sm }}
-{{- fail (printf "snapshotMetadata.nodePort %s is also %s" $sm (get $ports $sm)) }}
+{{- if include "csi-thin.forwarder.enabled" . }}
+{{- $listener := toString .Values.forwarder.nodePort }}
+{{- if hasKey $ports $listener }}
+{{- fail (printf "forwarder.nodePort %s is also %s" $listener (get $ports $listener)) }}
 {{- end }}
 {{- end }}
 {{- end }}
 
-{{/* The SnapshotMetadata objects' names: the forwarder's and the nodes'. */}}
+{{/* "true" when csi-snapshotter runs once in the cluster, beside the forwarder (snapshots.placement cluster). */}}
+{{- define "csi-thin.snapshotsInCluster" -}}
+{{- if and .Values.snapshots.enabled (eq .Values.snapshots.placement "cluster") }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the forwarder runs, and so the nodes' listener: for the cluster's csi-snapshotter, SnapshotMetadata, or both. */}}
+{{- define "csi-thin.forwarder.enabled" -}}
+{{- if or .Values.snapshotMetadata.enabled (include "csi-thin.snapshotsInCluster" .) }}true{{ end }}
+{{- end }}
+
+{{/* What the forwarder serves (its --forward). */}}
+{{- define "csi-thin.forwarder.serves" -}}
+{{- $serves := list }}
+{{- if include "csi-thin.snapshotsInCluster" . }}
+{{- $serves = append $serves "snapshots" }}
+{{- end }}
+{{- if .Values.snapshotMetadata.enabled }}
+{{- $serves = append $serves "snapshot-metadata" }}
+{{- end }}
+{{- join "," $serves }}
+{{- end }}
+
+{{/* The forwarder's Deployment and ServiceAccount. */}}
+{{- define "csi-thin.forwarder.name" -}}
+{{- printf "%s-forwarder" (include "csi-thin.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The SnapshotMetadata sidecar's Service and RBAC, and the nodes' headless
+Service. The names are those of the first feature the forwarder served;
+the certificates carry them, so they stay.
+*/}}
 {{- define "csi-thin.snapshotMetadata.name" -}}
 {{- printf "%s-snapshot-metadata" (include "csi-thin.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{- define "csi-thin.snapshotMetadata.nodesName" -}}
+{{- define "csi-thin.forwarder.nodesName" -}}
 {{- printf "%s-snapshot-metadata-nodes" (include "csi-thin.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/* The DNS name of the nodes' headless Service, in the nodes' certificate. */}}
-{{- define "csi-thin.snapshotMetadata.nodesHost" -}}
-{{- printf "%s.%s.svc" (include "csi-thin.snapshotMetadata.nodesName" .) .Release.Namespace }}
+{{- define "csi-thin.forwarder.nodesHost" -}}
+{{- printf "%s.%s.svc" (include "csi-thin.forwarder.nodesName" .) .Release.Namespace }}
 {{- end }}
 
 {{/* The Secrets of the forwarder's and the nodes' certificates. */}}
-{{- define "csi-thin.snapshotMetadata.forwarderSecret" -}}
-{{- if .Values.snapshotMetadata.tls.generate }}
+{{- define "csi-thin.forwarder.secret" -}}
+{{- if .Values.forwarder.tls.generate }}
 {{- printf "%s-tls" (include "csi-thin.snapshotMetadata.name" .) }}
 {{- else }}
-{{- required "snapshotMetadata.tls.forwarderSecret is required when snapshotMetadata.tls.generate is false" .Values.snapshotMetadata.tls.forwarderSecret }}
+{{- required "forwarder.tls.forwarderSecret is required when forwarder.tls.generate is false" .Values.forwarder.tls.forwarderSecret }}
 {{- end }}
 {{- end }}
 
-{{- define "csi-thin.snapshotMetadata.nodeSecret" -}}
-{{- if .Values.snapshotMetadata.tls.generate }}
-{{- printf "%s-tls" (include "csi-thin.snapshotMetadata.nodesName" .) }}
+{{- define "csi-thin.forwarder.nodeSecret" -}}
+{{- if .Values.forwarder.tls.generate }}
+{{- printf "%s-tls" (include "csi-thin.forwarder.nodesName" .) }}
 {{- else }}
-{{- required "snapshotMetadata.tls.nodeSecret is required when snapshotMetadata.tls.generate is false" .Values.snapshotMetadata.tls.nodeSecret }}
+{{- required "forwarder.tls.nodeSecret is required when forwarder.tls.generate is false" .Values.forwarder.tls.nodeSecret }}
 {{- end }}
 {{- end }}
 
 {{/* The name in the forwarder's client certificate: csi-thin's default --snapshot-metadata-client-name. */}}
-{{- define "csi-thin.snapshotMetadata.clientName" -}}
+{{- define "csi-thin.forwarder.clientName" -}}
 csi-thin-snapshot-metadata-forwarder
 {{- end }}
