@@ -290,7 +290,7 @@ func TestSourceElsewhere(t *testing.T) {
 		kind  thinpool.Kind
 		where string
 	}{
-		{thinpool.KindSnapshot, "its VolumeSnapshotContent's label snapshot.storage.kubernetes.io/managed-by"},
+		{thinpool.KindSnapshot, "its VolumeSnapshotContent's label snapshot.storage.kubernetes.io/managed-by, or its source PersistentVolume's node affinity"},
 		{thinpool.KindVolume, "its PersistentVolume's node affinity"},
 	}
 	for _, tt := range tests {

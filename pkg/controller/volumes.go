@@ -76,7 +76,11 @@ func parseCreateVolume(req *csi.CreateVolumeRequest, nodeID string) (createArgs,
 // provisioner gives the claim back to the scheduler; this message is what
 // the user reads in the claim's events meanwhile.
 func sourceElsewhere(kind thinpool.Kind, nodeID string) string {
-	where := "its VolumeSnapshotContent's label snapshot.storage.kubernetes.io/managed-by"
+	// The label is there only with distributed snapshotting (the
+	// csi-snapshotter on the nodes); a snapshot is on its source volume's
+	// node in either placement.
+	where := "its source volume's: its VolumeSnapshotContent's label snapshot.storage.kubernetes.io/managed-by, " +
+		"or its source PersistentVolume's node affinity"
 	if kind == thinpool.KindVolume {
 		where = "its PersistentVolume's node affinity"
 	}
