@@ -133,7 +133,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.ErrorIfNoSpace, "error-if-no-space", o.ErrorIfNoSpace, "fail writes at once when the pool is full instead of queueing them until it grows")
 	fs.Int64Var(&o.MaxVolumes, "max-volumes", o.MaxVolumes, "most volumes the scheduler may place on this node; 0: no limit")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "serve Prometheus metrics on /metrics at this host:port (e.g. :9809); empty: no metrics server")
-	fs.StringVar(&o.Mode, "mode", o.Mode, "node: serve this node's pool; forwarder: serve, on --endpoint, the cluster's snapshot calls and SnapshotMetadata service (--forward) for the sidecars beside it, relaying each call to the node of its volume, snapshot or group (see docs/snapshot-metadata.md)")
+	fs.StringVar(&o.Mode, "mode", o.Mode, "node: serve this node's pool; forwarder: serve, on --endpoint, the cluster's snapshot calls and SnapshotMetadata service (--forward) for the sidecars beside it, relaying each call to the node of its volume, snapshot or group (see docs/forwarder.md)")
 	fs.StringVar(&o.Forward, "forward", o.Forward, "forwarder: what it serves, a comma-separated list of snapshots (the snapshot calls of the controller and group controller services, for a csi-snapshotter without --node-deployment) and snapshot-metadata (SnapshotMetadata, for the external-snapshot-metadata sidecar)")
 	sm := &o.SnapshotMetadata
 	fs.StringVar(&sm.Address, "snapshot-metadata-address", sm.Address, "node: listen for the forwarder on this host:port (e.g. :9443), with mutual TLS (--snapshot-metadata-tls-*): SnapshotMetadata and the snapshot calls the forwarder relays, nothing else; empty: off")

@@ -22,7 +22,7 @@
 // Relayed: Guard and GuardStream refuse anything else with
 // PermissionDenied, and NameNode names the node in every reply's header
 // (NodeHeader), which is how a probe learns who answered. ServerTLS and
-// ClientTLS are the two ends' mutual TLS. See docs/snapshot-metadata.md.
+// ClientTLS are the two ends' mutual TLS. See docs/forwarder.md.
 //
 // The package knows the CSI API and gRPC, not the pool: it imports
 // neither the engine nor the node's services.
