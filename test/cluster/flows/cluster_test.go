@@ -90,10 +90,14 @@ func nodeExec(t *testing.T, i int, script string) (string, error) {
 
 // kubectl runs the cluster's kubectl.
 func kubectl(args ...string) (string, error) {
-	cmd := exec.Command(c.kubectl, append([]string{"--kubeconfig=" + c.config}, args...)...)
-	out, err := cmd.CombinedOutput()
+	return run(c.kubectl, append([]string{"--kubeconfig=" + c.config}, args...)...)
+}
+
+// run runs a command and returns its output, both streams.
+func run(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, out)
+		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
 }
@@ -212,6 +216,7 @@ type claim struct {
 	source      *corev1.TypedLocalObjectReference // a snapshot or a PVC
 	class       string                            // default the chart's
 	annotations map[string]string
+	labels      map[string]string
 }
 
 func createPVC(t *testing.T, ns string, cl claim) *corev1.PersistentVolumeClaim {
@@ -225,7 +230,7 @@ func createPVC(t *testing.T, ns string, cl claim) *corev1.PersistentVolumeClaim 
 		mode = corev1.PersistentVolumeBlock
 	}
 	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: cl.name, Annotations: cl.annotations},
+		ObjectMeta: metav1.ObjectMeta{Name: cl.name, Annotations: cl.annotations, Labels: cl.labels},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			StorageClassName: &class,
