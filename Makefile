@@ -51,7 +51,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: ## install the kernel harness's packages (Debian or Ubuntu; sudo unless root)
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		user-mode-linux kmod e2fsprogs xfsprogs thin-provisioning-tools util-linux iproute2 gcc libc6-dev
+		user-mode-linux kmod e2fsprogs xfsprogs thin-provisioning-tools util-linux iproute2 gcc libc6-dev \
+		fio lvm2
 
 deps-kernel: setup ## the same as setup
 
@@ -65,6 +66,18 @@ setup-cluster: setup ## the kernel harness's packages and the cluster node's: co
 
 cluster-node-smoke: ## boot a Kubernetes node (containerd, runc, CNI; no kubelet yet) in User-Mode Linux with the locally built images and check it (root; not part of check)
 	GO=$(GO) test/cluster/node/smoke
+
+# The performance figures against their baselines, in one boot of the
+# kernel harness: docs/performance.md says what each measures. Every count
+# is a flag of test/bench (BENCH_ARGS, e.g. BENCH_ARGS='--serial 256').
+BENCH_SCALE ?= 10000
+BENCH_ARGS  ?=
+
+.PHONY: bench
+bench: ## csi-thin against lvm2, the bare ioctls, bare mkfs and a linear device: one table (kernel harness; ~15 min; BENCH_SCALE volumes, BENCH_ARGS; not part of check)
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/csi-thin ./cmd/csi-thin
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/csi-thin-bench ./test/bench
+	test/bench/run --scale $(BENCH_SCALE) $(BENCH_ARGS)
 
 .PHONY: demo
 demo: ## walk a volume through create, stage, publish, write, snapshot, restore and read-back on a loopback pool (in the kernel harness without dm-thin here)
