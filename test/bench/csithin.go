@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +20,11 @@ import (
 )
 
 const nodeID = "bench-node"
+
+// overprovisionRatio lets the control path's volumes, snapshots and
+// restores add up to many times their pool: only their sizes are
+// promised, and the budget check costs the same whatever its ratio.
+const overprovisionRatio = 1000
 
 // csiThin is one csi-thin process on a pool on block devices, and a
 // client of its socket.
@@ -47,9 +54,24 @@ func (b *bench) newCSIThin(name, stateDir string, dev poolDevices) *csiThin {
 		endpoint: "unix://" + b.workPath(name+".sock"),
 	}
 	b.defer_("stop csi-thin "+name+" and remove its pool", func() error {
-		return errors.Join(d.stop(), testpool.Remove(d.name, d.stateDir))
+		err := errors.Join(d.stop(), testpool.Remove(d.name, d.stateDir))
+		if b.cfg.profileDir != "" { // the log says when each step of a call began
+			err = errors.Join(err, copyFile(d.log, filepath.Join(b.cfg.profileDir, name+".log")))
+		}
+		return err
 	})
 	return d
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
 }
 
 // start runs the driver and waits until Probe says it is ready; it
@@ -63,9 +85,7 @@ func (d *csiThin) start() (time.Duration, error) {
 	args := []string{
 		"--endpoint", d.endpoint, "--node-id", nodeID, "--state-dir", d.stateDir, "--pool-name", d.name,
 		"--data-device", d.dev.data, "--metadata-device", d.dev.meta,
-		// The control path's volumes, snapshots and restores add up to
-		// many times the pool: only their sizes are promised.
-		"--overprovision-ratio", "1000",
+		"--overprovision-ratio", strconv.Itoa(overprovisionRatio),
 		"-v=2", // the chart's log level
 	}
 	d.cmd = exec.Command(d.b.cfg.binary, args...)

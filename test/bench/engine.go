@@ -17,46 +17,58 @@ import (
 	"github.com/csi-thin/csi-thin/pkg/thinpool"
 )
 
-// profileCreates is how many creates each profile covers, serial and
-// concurrent.
-const profileCreates = 64
+// engineResult is CreateVolume of the engine alone, in this process: no
+// gRPC, no other process, the same pool devices and state disk.
+type engineResult struct {
+	serial     Sample
+	concurrent Run // engineConcurrent creates at once
+}
 
-// profile runs the engine in this process on the bare ioctls' pool, once
-// that pool is removed, with its state on the ext4 disk, and profiles
-// --serial serial creates and 64 concurrent ones: a CPU profile and an
-// execution trace of each (`go tool trace -pprof=syscall` and `-pprof=sync`
-// turn a trace into where the wall time blocked), and the block and
-// mutex profiles of the concurrent creates.
-func (b *bench) profile(f *floor, dev poolDevices, ext4Dir string) error {
+// engineConcurrent is how many creates the engine gets at once.
+const engineConcurrent = 64
+
+// measureEngine runs the engine in this process on the bare ioctls' pool,
+// once that pool is removed, with its state on the ext4 disk, and times
+// --serial serial creates and 64 concurrent ones. With --profile-dir it
+// profiles both: a CPU profile and an execution trace of each (`go tool
+// trace -pprof=syscall` and `-pprof=sync` turn a trace into where the
+// wall time blocked), and the block and mutex profiles of the concurrent
+// creates.
+func (b *bench) measureEngine(f *floor, dev poolDevices, ext4Dir string) (engineResult, error) {
+	var r engineResult
 	dir := b.cfg.profileDir
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	if err := b.ctl.Remove(f.pool, dm.RemoveOptions{}); err != nil {
-		return err
+		return r, err
 	}
 	if err := zeroStart(dev.meta); err != nil {
-		return err
+		return r, err
 	}
-	name, stateDir := "csi-thin-bench-profile", ext4Dir+"/profile"
-	e, err := thinpool.Open(thinpool.Config{StateDir: stateDir, PoolName: name, DataDevice: dev.data, MetadataDevice: dev.meta})
+	name, stateDir := "csi-thin-bench-engine", ext4Dir+"/engine"
+	e, err := thinpool.Open(thinpool.Config{StateDir: stateDir, PoolName: name, DataDevice: dev.data, MetadataDevice: dev.meta,
+		OverprovisionRatio: overprovisionRatio})
 	if err != nil {
-		return fmt.Errorf("open the engine to profile: %w", err)
+		return r, fmt.Errorf("open the engine in process: %w", err)
 	}
 	defer func() {
 		if err := errors.Join(e.Close(), testpool.Remove(name, stateDir)); err != nil {
-			klog.ErrorS(err, "Could not remove the profiled pool")
+			klog.ErrorS(err, "Could not remove the in-process engine's pool")
 		}
 	}()
 	create := func(ctx context.Context, i int) error {
-		_, err := e.CreateVolume(ctx, thinpool.CreateRequest{Name: fmt.Sprintf("prof-%d", i), RequiredBytes: b.cfg.volSize})
+		_, err := e.CreateVolume(ctx, thinpool.CreateRequest{Name: fmt.Sprintf("engine-%d", i), RequiredBytes: b.cfg.volSize})
 		return err
 	}
 	// Warm up: the first change settles the pool's first transaction.
 	if err := create(b.ctx, -1); err != nil {
-		return err
+		return r, err
 	}
 	profiled := func(kind string, fn func() error) error {
+		if dir == "" {
+			return fn()
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
 		cpu, err := os.Create(filepath.Join(dir, "cpu-"+kind+".pprof"))
 		if err != nil {
 			return err
@@ -80,39 +92,39 @@ func (b *bench) profile(f *floor, dev poolDevices, ext4Dir string) error {
 		return err
 	}
 	err = profiled("serial", func() error {
-		for i := range b.cfg.serial {
-			if err := create(b.ctx, i); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		r.serial, _, err = calls(b.ctx, b.cfg.serial, 1, create)
+		return err
 	})
 	if err != nil {
-		return err
+		return r, err
 	}
-	runtime.SetBlockProfileRate(1)
-	runtime.SetMutexProfileFraction(1)
-	defer runtime.SetBlockProfileRate(0)
-	defer runtime.SetMutexProfileFraction(0)
-	var run Run
+	if dir != "" {
+		runtime.SetBlockProfileRate(1)
+		runtime.SetMutexProfileFraction(1)
+		defer runtime.SetBlockProfileRate(0)
+		defer runtime.SetMutexProfileFraction(0)
+	}
 	err = profiled("concurrent", func() error {
 		var err error
-		_, run, err = calls(b.ctx, profileCreates, profileCreates, func(ctx context.Context, i int) error {
+		_, r.concurrent, err = calls(b.ctx, engineConcurrent, engineConcurrent, func(ctx context.Context, i int) error {
 			return create(ctx, b.cfg.serial+i)
 		})
 		return err
 	})
 	if err != nil {
-		return err
+		return r, err
 	}
-	for _, p := range []string{"block", "mutex"} {
-		if err := writeProfile(p, filepath.Join(dir, p+"-concurrent.pprof")); err != nil {
-			return err
+	if dir != "" {
+		for _, p := range []string{"block", "mutex"} {
+			if err := writeProfile(p, filepath.Join(dir, p+"-concurrent.pprof")); err != nil {
+				return r, err
+			}
 		}
+		klog.InfoS("Profiles written", "dir", dir)
 	}
-	b.res.profile = dir
-	klog.InfoS("Profiles written", "dir", dir, "concurrent creates", run.Calls, "in", run.Wall)
-	return nil
+	klog.InfoS("The engine in process", "CreateVolume p50", r.serial.Percentile(50), "concurrent CreateVolume/s", r.concurrent.Throughput())
+	return r, nil
 }
 
 func writeProfile(name, path string) error {

@@ -163,8 +163,7 @@ type results struct {
 	stage             *stageResult
 	fio               []fioResult
 	scale             *scaleResult
-	profile           string // where the profiles went
-	stateFS           string // the state disk's filesystem
+	engine            engineResult
 }
 
 // run sets the disks up and measures every phase asked for.
@@ -175,7 +174,6 @@ func (b *bench) run() error {
 	if err := b.mountState(ext4Dir); err != nil {
 		return err
 	}
-	b.res.stateFS = "ext4"
 	tmpfsDir := b.workPath("tmpfs")
 
 	klog.InfoS("Durability: fsync and bbolt commits", "dirs", []string{ext4Dir, tmpfsDir})
@@ -287,10 +285,6 @@ func (b *bench) run() error {
 	if err := a.stop(); err != nil {
 		return err
 	}
-	if c.profileDir != "" {
-		if err := b.profile(f, poolF, ext4Dir); err != nil {
-			return err
-		}
-	}
-	return nil
+	b.res.engine, err = b.measureEngine(f, poolF, ext4Dir)
+	return err
 }

@@ -64,13 +64,13 @@ func parseFlags(args []string) (*config, error) {
 	c := &config{}
 	fs.StringVar(&c.binary, "binary", defaultBinary(), "the csi-thin binary (default: $CSI_THIN_BINARY, or csi-thin beside this program)")
 	disks := fs.String("disks", os.Getenv("KERNEL_BLOCK_DEVICES"), "the "+strconv.Itoa(diskCount)+" blank block devices, space-separated, in the order of test/bench/run (default: $KERNEL_BLOCK_DEVICES)")
-	fs.IntVar(&c.serial, "serial", 64, "serial calls of each control-path operation (csi-thin, bare ioctls)")
-	fs.IntVar(&c.lvmSerial, "lvm-serial", 16, "serial calls of each lvm2 command")
+	fs.IntVar(&c.serial, "serial", 128, "serial calls of each control-path operation (csi-thin, bare ioctls)")
+	fs.IntVar(&c.lvmSerial, "lvm-serial", 32, "serial calls of each lvm2 command")
 	callers := fs.String("callers", "16,64", "concurrent callers of the concurrent runs, comma-separated")
 	fs.IntVar(&c.calls, "calls", 64, "calls of each operation in a concurrent run (at least its callers)")
 	volSize := driver.ByteSize(1 << 30)
 	fs.Var(&volSize, "volume-size", "size of the control path's volumes")
-	fs.IntVar(&c.stageRuns, "stage-runs", 5, "stages timed of each filesystem, and as many bare mkfs and mount")
+	fs.IntVar(&c.stageRuns, "stage-runs", 9, "stages timed of each filesystem, and as many bare mkfs and mount")
 	stageSize := driver.ByteSize(1 << 30)
 	fs.Var(&stageSize, "stage-size", "size of the staged volumes")
 	fioSize := driver.ByteSize(1 << 30)
@@ -81,10 +81,10 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.fioDepth, "fio-iodepth", 16, "fio's I/O depth (libaio, direct I/O)")
 	fs.IntVar(&c.scale, "scale", 10000, "volumes in one pool for the large scale figures")
 	fs.IntVar(&c.scaleSmall, "scale-small", 100, "volumes in the pool for the scale figures' baseline")
-	fs.IntVar(&c.scaleCalls, "scale-calls", 100, "creates timed at each scale")
-	fs.IntVar(&c.startups, "startups", 3, "start-ups timed at each scale")
+	fs.IntVar(&c.scaleCalls, "scale-calls", 200, "creates timed at each scale")
+	fs.IntVar(&c.startups, "startups", 5, "start-ups timed at each scale")
 	phases := fs.String("phases", strings.Join(allPhases, ","), "phases to run, comma-separated, of "+strings.Join(allPhases, ","))
-	fs.StringVar(&c.profileDir, "profile-dir", "", "also profile the engine in this process on the bare ioctls' pool: CPU and block profiles of serial and concurrent creates go here")
+	fs.StringVar(&c.profileDir, "profile-dir", "", "profile the engine's creates in this process (CPU, block and mutex profiles, execution traces) into this directory, with csi-thin's logs")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

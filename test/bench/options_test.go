@@ -14,7 +14,7 @@ func TestParseFlags(t *testing.T) {
 		check   func(*config) bool
 	}{
 		{"defaults", []string{disks}, "", func(c *config) bool {
-			return c.serial == 64 && c.calls == 64 && len(c.callers) == 2 && c.callers[1] == 64 && c.scale == 10000 &&
+			return c.serial == 128 && c.calls == 64 && len(c.callers) == 2 && c.callers[1] == 64 && c.scale == 10000 &&
 				c.volSize == gib && c.fioSize == gib && len(c.phases) == len(allPhases) && len(c.disks) == diskCount
 		}},
 		{"sizes", []string{disks, "--fio-size=2Gi", "--stage-size=512Mi"}, "", func(c *config) bool {

@@ -43,8 +43,10 @@ func fakeResults(csi, wall64 time.Duration, large int) *results {
 		r.floor.serial[o] = sample(64, time.Millisecond)
 	}
 	r.stage = &stageResult{
-		stage: map[string]Sample{"ext4": sample(5, 1100*time.Millisecond), "xfs": sample(5, 1500*time.Millisecond)},
-		bare:  map[string]Sample{"ext4": sample(5, time.Second), "xfs": sample(5, time.Second)},
+		stage:   map[string]Sample{"ext4": sample(5, 1100*time.Millisecond), "xfs": sample(5, 1500*time.Millisecond)},
+		bare:    map[string]Sample{"ext4": sample(5, time.Second), "xfs": sample(5, time.Second)},
+		extras:  map[string]Sample{"ext4": sample(5, 50*time.Millisecond), "xfs": sample(5, 400*time.Millisecond)},
+		process: sample(8, 10*time.Millisecond),
 	}
 	r.fio = []fioResult{
 		{job: fioJobs[0], thin: Value{80, MiBPerS}, linear: Value{100, MiBPerS}},
@@ -125,6 +127,8 @@ func TestReportBaselines(t *testing.T) {
 		{"durability", "CreateVolume p50, ext4", "on tmpfs", 0.5},
 		{"time goes", "the steps added up", "CreateVolume p50", 2.6 / 4}, // 0.2+1+0.3+0.6+0.4+0.1 ms
 		{"durability", "fsync, ext4 state disk", "fsync, tmpfs", 50},
+		{"stage", "mkfs.xfs and mount, and the other commands", "NodeStageVolume, xfs", 1.4 / 1.5},
+		{"stage", "a process that does nothing (true)", "NodeStageVolume, ext4", 0.01 / 1.1},
 	} {
 		r := find(t, rows, tc.section, tc.fig, tc.base)
 		if got := r.Ratio(); got < tc.want*0.999 || got > tc.want*1.001 {
