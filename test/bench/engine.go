@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"sync"
 
 	"k8s.io/klog/v2"
 
@@ -30,13 +31,12 @@ const engineConcurrent = 64
 // measureEngine runs the engine in this process on the bare ioctls' pool,
 // once that pool is removed, with its state on the ext4 disk, and times
 // --serial serial creates and 64 concurrent ones. With --profile-dir it
-// profiles both: a CPU profile and an execution trace of each (`go tool
-// trace -pprof=syscall` and `-pprof=sync` turn a trace into where the
-// wall time blocked), and the block and mutex profiles of the concurrent
-// creates.
+// then profiles as many again, in passes of their own so that neither
+// profile weighs on the timings nor on the other: a CPU profile, then an
+// execution trace (`go tool trace -pprof=syscall` and `-pprof=sync` turn
+// it into where the wall time blocked) with the block and mutex profiles.
 func (b *bench) measureEngine(f *floor, dev poolDevices, ext4Dir string) (engineResult, error) {
 	var r engineResult
-	dir := b.cfg.profileDir
 	if err := b.ctl.Remove(f.pool, dm.RemoveOptions{}); err != nil {
 		return r, err
 	}
@@ -54,77 +54,84 @@ func (b *bench) measureEngine(f *floor, dev poolDevices, ext4Dir string) (engine
 			klog.ErrorS(err, "Could not remove the in-process engine's pool")
 		}
 	}()
-	create := func(ctx context.Context, i int) error {
-		_, err := e.CreateVolume(ctx, thinpool.CreateRequest{Name: fmt.Sprintf("engine-%d", i), RequiredBytes: b.cfg.volSize})
+	var mu sync.Mutex
+	next := 0 // the last volume's number, under mu
+	create := func(ctx context.Context, _ int) error {
+		mu.Lock()
+		next++
+		n := next
+		mu.Unlock()
+		_, err := e.CreateVolume(ctx, thinpool.CreateRequest{Name: fmt.Sprintf("engine-%d", n), RequiredBytes: b.cfg.volSize})
 		return err
 	}
 	// Warm up: the first change settles the pool's first transaction.
-	if err := create(b.ctx, -1); err != nil {
+	if err := create(b.ctx, 0); err != nil {
 		return r, err
 	}
-	profiled := func(kind string, fn func() error) error {
-		if dir == "" {
-			return fn()
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		cpu, err := os.Create(filepath.Join(dir, "cpu-"+kind+".pprof"))
+	pass := func() (Sample, Run, error) {
+		serial, _, err := calls(b.ctx, b.cfg.serial, 1, create)
 		if err != nil {
-			return err
+			return nil, Run{}, err
 		}
-		defer cpu.Close()
-		tr, err := os.Create(filepath.Join(dir, "trace-"+kind+".out"))
-		if err != nil {
-			return err
-		}
-		defer tr.Close()
-		if err := pprof.StartCPUProfile(cpu); err != nil {
-			return err
-		}
-		if err := trace.Start(tr); err != nil {
-			pprof.StopCPUProfile()
-			return err
-		}
-		err = fn()
-		trace.Stop()
-		pprof.StopCPUProfile()
-		return err
+		_, run, err := calls(b.ctx, engineConcurrent, engineConcurrent, create)
+		return serial, run, err
 	}
-	err = profiled("serial", func() error {
-		var err error
-		r.serial, _, err = calls(b.ctx, b.cfg.serial, 1, create)
-		return err
-	})
-	if err != nil {
+	if r.serial, r.concurrent, err = pass(); err != nil {
 		return r, err
 	}
-	if dir != "" {
-		runtime.SetBlockProfileRate(1)
-		runtime.SetMutexProfileFraction(1)
-		defer runtime.SetBlockProfileRate(0)
-		defer runtime.SetMutexProfileFraction(0)
-	}
-	err = profiled("concurrent", func() error {
-		var err error
-		_, r.concurrent, err = calls(b.ctx, engineConcurrent, engineConcurrent, func(ctx context.Context, i int) error {
-			return create(ctx, b.cfg.serial+i)
-		})
-		return err
-	})
-	if err != nil {
-		return r, err
-	}
-	if dir != "" {
-		for _, p := range []string{"block", "mutex"} {
-			if err := writeProfile(p, filepath.Join(dir, p+"-concurrent.pprof")); err != nil {
-				return r, err
-			}
+	klog.InfoS("The engine in process", "CreateVolume p50", r.serial.Percentile(50), "concurrent CreateVolume/s", r.concurrent.Throughput())
+	if dir := b.cfg.profileDir; dir != "" {
+		if err := profileEngine(dir, pass); err != nil {
+			return r, err
 		}
 		klog.InfoS("Profiles written", "dir", dir)
 	}
-	klog.InfoS("The engine in process", "CreateVolume p50", r.serial.Percentile(50), "concurrent CreateVolume/s", r.concurrent.Throughput())
 	return r, nil
+}
+
+// profileEngine runs pass twice, under a CPU profile, then under an
+// execution trace with the block and mutex profiles on, and writes them
+// to dir.
+func profileEngine(dir string, pass func() (Sample, Run, error)) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	cpu, err := os.Create(filepath.Join(dir, "cpu.pprof"))
+	if err != nil {
+		return err
+	}
+	defer cpu.Close()
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		return err
+	}
+	_, _, err = pass()
+	pprof.StopCPUProfile()
+	if err != nil {
+		return err
+	}
+	tr, err := os.Create(filepath.Join(dir, "trace.out"))
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	runtime.SetBlockProfileRate(1)
+	runtime.SetMutexProfileFraction(1)
+	defer runtime.SetBlockProfileRate(0)
+	defer runtime.SetMutexProfileFraction(0)
+	if err := trace.Start(tr); err != nil {
+		return err
+	}
+	_, _, err = pass()
+	trace.Stop()
+	if err != nil {
+		return err
+	}
+	for _, p := range []string{"block", "mutex"} {
+		if err := writeProfile(p, filepath.Join(dir, p+".pprof")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func writeProfile(name, path string) error {
