@@ -74,7 +74,7 @@ BENCH_SCALE ?= 10000
 BENCH_ARGS  ?=
 
 .PHONY: bench
-bench: ## csi-thin against lvm2, the bare ioctls, bare mkfs and a linear device: one table (kernel harness; ~15 min; BENCH_SCALE volumes, BENCH_ARGS; not part of check)
+bench: ## csi-thin against lvm2, the bare ioctls, bare mkfs and a linear device: one table (kernel harness; ~10 min; BENCH_SCALE volumes, BENCH_ARGS; not part of check)
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/csi-thin ./cmd/csi-thin
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/csi-thin-bench ./test/bench
 	test/bench/run --scale $(BENCH_SCALE) $(BENCH_ARGS)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -61,10 +62,12 @@ var fioJobs = []fioJob{
 type fioTarget struct{ seq, fresh string }
 
 // fioResult is one job's figure on the thin volume and on the linear
-// device.
+// device, and for a write job the bytes the disk under both wrote for
+// each byte fio wrote.
 type fioResult struct {
-	job          fioJob
-	thin, linear Value
+	job                fioJob
+	thin, linear       Value
+	thinAmp, linearAmp float64
 }
 
 // fioArgs are fio's arguments for job on dev; seed picks the offsets of
@@ -116,14 +119,44 @@ func firstWriteLog(dev string, region uint64, seed int) []byte {
 	return []byte(b.String())
 }
 
-// runFio runs fio and returns the job's figure: MiB/s of a sequential
-// job, IOPS of a random one.
-func (b *bench) runFio(job fioJob, dev string, seed int) (Value, error) {
+// diskWrittenBytes is what a disk has written since boot
+// (/sys/block/NAME/stat's sectors written).
+func diskWrittenBytes(disk string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(disk), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 7 {
+		return 0, fmt.Errorf("/sys/block/%s/stat has %d fields", filepath.Base(disk), len(f))
+	}
+	n, err := strconv.ParseUint(f[6], 10, 64)
+	return n * 512, err
+}
+
+// runFio runs fio and returns the job's figure, MiB/s of a sequential
+// job, IOPS of a random one, and for a write job the bytes disk wrote
+// for each byte fio wrote.
+func (b *bench) runFio(job fioJob, dev, disk string, seed int) (Value, float64, error) {
+	before, err := diskWrittenBytes(disk)
+	if err != nil {
+		return Value{}, 0, err
+	}
+	v, wrote, err := b.fio(job, dev, seed)
+	if err != nil || wrote == 0 {
+		return v, 0, err
+	}
+	after, err := diskWrittenBytes(disk)
+	return v, float64(after-before) / float64(wrote), err
+}
+
+// fio runs one job and returns its figure and the bytes it wrote.
+func (b *bench) fio(job fioJob, dev string, seed int) (Value, uint64, error) {
 	var iolog string
 	if job.firstWrites {
 		iolog = b.workPath(fmt.Sprintf("first-writes-%d.iolog", seed))
 		if err := os.WriteFile(iolog, firstWriteLog(dev, b.region(job), seed), 0o644); err != nil {
-			return Value{}, err
+			return Value{}, 0, err
 		}
 		defer os.Remove(iolog)
 	}
@@ -135,7 +168,7 @@ func (b *bench) runFio(job fioJob, dev string, seed int) (Value, error) {
 		if ee, ok := err.(*exec.ExitError); ok {
 			msg = string(ee.Stderr)
 		}
-		return Value{}, fmt.Errorf("fio %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(msg))
+		return Value{}, 0, fmt.Errorf("fio %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(msg))
 	}
 	return parseFio(out, job)
 }
@@ -151,27 +184,28 @@ type fioOutput struct {
 		Write struct {
 			BwBytes float64 `json:"bw_bytes"`
 			IOPS    float64 `json:"iops"`
+			IOBytes uint64  `json:"io_bytes"`
 		} `json:"write"`
 	} `json:"jobs"`
 }
 
-// parseFio reads the figure of job from fio's JSON output: the bandwidth
-// of a sequential job in MiB/s, the IOPS of a random one. fio may print
-// warnings before the JSON.
-func parseFio(out []byte, job fioJob) (Value, error) {
+// parseFio reads the figure of job from fio's JSON output, the bandwidth
+// of a sequential job in MiB/s, the IOPS of a random one, and the bytes
+// it wrote. fio may print warnings before the JSON.
+func parseFio(out []byte, job fioJob) (Value, uint64, error) {
 	if i := strings.IndexByte(string(out), '{'); i > 0 {
 		out = out[i:]
 	}
 	var o fioOutput
 	if err := json.Unmarshal(out, &o); err != nil {
-		return Value{}, fmt.Errorf("fio's output is not its JSON: %w", err)
+		return Value{}, 0, fmt.Errorf("fio's output is not its JSON: %w", err)
 	}
 	if len(o.Jobs) != 1 {
-		return Value{}, fmt.Errorf("fio reported %d jobs, want 1", len(o.Jobs))
+		return Value{}, 0, fmt.Errorf("fio reported %d jobs, want 1", len(o.Jobs))
 	}
 	j := o.Jobs[0]
 	if j.Error != 0 {
-		return Value{}, fmt.Errorf("fio's job failed with error %d", j.Error)
+		return Value{}, 0, fmt.Errorf("fio's job failed with error %d", j.Error)
 	}
 	bw, iops := j.Write.BwBytes, j.Write.IOPS
 	if strings.HasSuffix(job.rw, "read") {
@@ -179,14 +213,14 @@ func parseFio(out []byte, job fioJob) (Value, error) {
 	}
 	if strings.HasPrefix(job.rw, "rand") {
 		if iops <= 0 {
-			return Value{}, fmt.Errorf("fio reported no %s I/O", job.rw)
+			return Value{}, 0, fmt.Errorf("fio reported no %s I/O", job.rw)
 		}
-		return Value{iops, IOPS}, nil
+		return Value{iops, IOPS}, j.Write.IOBytes, nil
 	}
 	if bw <= 0 {
-		return Value{}, fmt.Errorf("fio reported no %s bandwidth", job.rw)
+		return Value{}, 0, fmt.Errorf("fio reported no %s bandwidth", job.rw)
 	}
-	return Value{bw / float64(mib), MiBPerS}, nil
+	return Value{bw / float64(mib), MiBPerS}, j.Write.IOBytes, nil
 }
 
 // measureFio runs every job on a staged thin volume and on a linear
@@ -231,13 +265,15 @@ func (b *bench) measureFio(d *csiThin, linear fioTarget) ([]fioResult, error) {
 		}
 		r := fioResult{job: job}
 		var err error
-		if r.thin, err = b.runFio(job, thinDev, i); err != nil {
+		disk := b.cfg.disks[diskPoolExt4]
+		if r.thin, r.thinAmp, err = b.runFio(job, thinDev, disk, i); err != nil {
 			return res, err
 		}
-		if r.linear, err = b.runFio(job, linearDev, i); err != nil {
+		if r.linear, r.linearAmp, err = b.runFio(job, linearDev, disk, i); err != nil {
 			return res, err
 		}
-		klog.InfoS("fio", "job", job.figure, "thin", r.thin.String(), "linear", r.linear.String())
+		klog.InfoS("fio", "job", job.figure, "thin", r.thin.String(), "linear", r.linear.String(),
+			"disk bytes a byte, thin", r.thinAmp, "linear", r.linearAmp)
 		res = append(res, r)
 	}
 	// Leave the pool as it was, for the scale figures.

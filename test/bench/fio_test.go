@@ -29,7 +29,7 @@ func TestParseFio(t *testing.T) {
 		{"not JSON", "fio: failed to open", seqWrite, Value{}, "not its JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseFio([]byte(tc.out), tc.job)
+			got, _, err := parseFio([]byte(tc.out), tc.job)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("parseFio error %v, want one saying %q", err, tc.wantErr)

@@ -94,6 +94,12 @@ func report(cfg *config, r *results) []Row {
 			add(Row{Figure: f.job.figure, Value: f.thin, Baseline: "linear device", Base: f.linear,
 				Goal: &Goal{AtLeast: true, Bound: f.job.goal}})
 		}
+		for _, f := range r.fio {
+			if f.job.goal == goalFirstWrites && f.thinAmp > 0 && f.linearAmp > 0 {
+				add(Row{Figure: "disk bytes written a byte written: " + f.job.figure, Value: Value{f.thinAmp, Ratio},
+					Baseline: "linear device", Base: Value{f.linearAmp, Ratio}})
+			}
+		}
 	}
 
 	if s := r.scale; s != nil {

@@ -49,7 +49,7 @@ func fakeResults(csi, wall64 time.Duration, large int) *results {
 		process: sample(8, 10*time.Millisecond),
 	}
 	r.fio = []fioResult{
-		{job: fioJobs[0], thin: Value{80, MiBPerS}, linear: Value{100, MiBPerS}},
+		{job: fioJobs[0], thin: Value{80, MiBPerS}, linear: Value{100, MiBPerS}, thinAmp: 17, linearAmp: 1},
 		{job: fioJobs[1], thin: Value{80, MiBPerS}, linear: Value{100, MiBPerS}},
 	}
 	r.scale = &scaleResult{small: 100, large: large,
@@ -129,6 +129,7 @@ func TestReportBaselines(t *testing.T) {
 		{"durability", "fsync, ext4 state disk", "fsync, tmpfs", 50},
 		{"stage", "mkfs.xfs and mount, and the other commands", "NodeStageVolume, xfs", 1.4 / 1.5},
 		{"stage", "a process that does nothing (true)", "NodeStageVolume, ext4", 0.01 / 1.1},
+		{"data path", "disk bytes written a byte written: " + fioJobs[0].figure, "linear", 17},
 	} {
 		r := find(t, rows, tc.section, tc.fig, tc.base)
 		if got := r.Ratio(); got < tc.want*0.999 || got > tc.want*1.001 {

@@ -17,6 +17,7 @@ const (
 	CallsPerS             // calls a second
 	MiBPerS               // MiB a second
 	IOPS                  // I/Os a second
+	Ratio                 // a plain number: bytes for a byte
 )
 
 // Value is one measured figure; V is 0 when it was not measured.
@@ -44,6 +45,8 @@ func (v Value) String() string {
 		return sig3(v.V) + "/s"
 	case MiBPerS:
 		return sig3(v.V) + " MiB/s"
+	case Ratio:
+		return sig3(v.V)
 	default:
 		return sig3(v.V) + " IOPS"
 	}

@@ -89,6 +89,7 @@ func TestValueString(t *testing.T) {
 		{Rate(812.4), "812/s"},
 		{Value{1234.5, MiBPerS}, "1234 MiB/s"},
 		{Value{15.25, IOPS}, "15.2 IOPS"},
+		{Value{16.9, Ratio}, "16.9"},
 		{Value{}, "—"},
 	} {
 		if got := tc.v.String(); got != tc.want {
