@@ -153,6 +153,58 @@ func (d *csiThin) restart() (time.Duration, error) {
 	return d.start()
 }
 
+// logSize is how far the driver's log has come.
+func (d *csiThin) logSize() (int64, error) {
+	fi, err := os.Stat(d.log)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// serverDurations are the durations of the first n calls of method that
+// the driver's log has from offset on: how long the driver took over
+// each call, from its own interceptor, without the client's round trip.
+func (d *csiThin) serverDurations(offset int64, method string, n int) (Sample, error) {
+	b, err := os.ReadFile(d.log)
+	if err != nil {
+		return nil, err
+	}
+	if offset > int64(len(b)) {
+		return nil, fmt.Errorf("the log of %s is shorter than before", d.name)
+	}
+	return parseCallDurations(b[offset:], method, n)
+}
+
+// parseCallDurations reads the durations of the first n calls of method
+// from the driver's log lines "Call done" (pkg/driver's logCalls).
+func parseCallDurations(log []byte, method string, n int) (Sample, error) {
+	var s Sample
+	want := `"Call done" method="` + method + `"`
+	for _, line := range strings.Split(string(log), "\n") {
+		if len(s) == n {
+			break
+		}
+		if !strings.Contains(line, want) {
+			continue
+		}
+		_, rest, ok := strings.Cut(line, ` duration="`)
+		if !ok {
+			continue
+		}
+		v, _, _ := strings.Cut(rest, `"`)
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("the driver's log line %q: %w", line, err)
+		}
+		s = append(s, d)
+	}
+	if len(s) < n {
+		return s, fmt.Errorf("the driver's log has %d calls of %s, want %d: does it still log each call at -v=2?", len(s), method, n)
+	}
+	return s, nil
+}
+
 // logTail is the end of the driver's log.
 func (d *csiThin) logTail() string {
 	b, err := os.ReadFile(d.log)

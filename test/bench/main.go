@@ -158,6 +158,7 @@ type results struct {
 	durExt4, durTmpfs durability
 	split             floorSplit
 	nullCall          Sample // GetPluginInfo over the socket
+	serverCreate      Sample // the serial creates, as long as the driver's log says it took
 	floor, lvm        controlResult
 	ext4, tmpfs       controlResult
 	stage             *stageResult
@@ -240,6 +241,10 @@ func (b *bench) run() error {
 		if _, err := t.start(); err != nil {
 			return err
 		}
+		logAt, err := a.logSize()
+		if err != nil {
+			return err
+		}
 		err = b.measureControl([]namedController{
 			{name: "bare ioctls", c: f, res: &b.res.floor, serialOnly: true},
 			{name: "lvm2", c: l, res: &b.res.lvm, serialCalls: c.lvmSerial, oneCallEach: true},
@@ -247,6 +252,10 @@ func (b *bench) run() error {
 			{name: "csi-thin, state on tmpfs", c: t, res: &b.res.tmpfs},
 		})
 		if err != nil {
+			return err
+		}
+		// Its serial creates are the first CreateVolume calls since.
+		if b.res.serverCreate, err = a.serverDurations(logAt, "CreateVolume", c.serial); err != nil {
 			return err
 		}
 		if err := t.stop(); err != nil {

@@ -65,6 +65,9 @@ func report(cfg *config, r *results) []Row {
 			sum += s.s.Percentile(50)
 		}
 		add(Row{Figure: "the steps added up", Value: Seconds(sum), Baseline: base, Base: create})
+		if len(r.serverCreate) > 0 {
+			add(Row{Figure: "CreateVolume inside csi-thin (its log's call duration)", Value: p50(r.serverCreate), Baseline: base, Base: create})
+		}
 		if e := r.engine; len(e.serial) > 0 {
 			add(Row{Figure: "CreateVolume of the engine in process (no gRPC)", Value: p50(e.serial), Baseline: base, Base: create})
 			add(Row{Figure: fmt.Sprintf("the engine in process, %d creates at once", e.concurrent.Calls), Value: Rate(e.concurrent.Throughput()),

@@ -26,6 +26,7 @@ func fakeResults(csi, wall64 time.Duration, large int) *results {
 	r.split = floorSplit{createThin: sample(8, 600*time.Microsecond), setTxID: sample(8, 400*time.Microsecond),
 		statusCommit: sample(8, 300*time.Microsecond), statusNoCommit: sample(8, 100*time.Microsecond)}
 	r.nullCall = sample(8, 200*time.Microsecond)
+	r.serverCreate = sample(8, csi/2)
 	fill := func(c *controlResult, lat time.Duration, wall16, wall64 time.Duration) {
 		c.concurrent = map[int]*[opCount]Run{}
 		var r16, r64 [opCount]Run
@@ -129,6 +130,7 @@ func TestReportBaselines(t *testing.T) {
 		{"durability", "fsync, ext4 state disk", "fsync, tmpfs", 50},
 		{"stage", "mkfs.xfs and mount, and the other commands", "NodeStageVolume, xfs", 1.4 / 1.5},
 		{"stage", "a process that does nothing (true)", "NodeStageVolume, ext4", 0.01 / 1.1},
+		{"time goes", "CreateVolume inside csi-thin (its log's call duration)", "CreateVolume p50", 0.5},
 		{"data path", "disk bytes written a byte written: " + fioJobs[0].figure, "linear", 17},
 	} {
 		r := find(t, rows, tc.section, tc.fig, tc.base)
