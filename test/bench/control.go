@@ -88,72 +88,125 @@ func calls(ctx context.Context, n, callers int, fn func(ctx context.Context, i i
 	return lat, run, first
 }
 
-// runControl makes n volumes, a snapshot of each, a restore of each
-// snapshot, then deletes the restores (untimed), the snapshots and the
-// volumes, each step by callers concurrent callers (1: serial), and
-// returns each operation's latencies and run. Names start with prefix,
-// which must be new to the controller.
-func runControl(ctx context.Context, c controller, prefix string, n, callers int) ([opCount]Sample, [opCount]Run, error) {
-	var lat [opCount]Sample
-	var runs [opCount]Run
-	vols, snaps, restores := make([]string, n), make([]string, n), make([]string, n)
-	step := func(o op, timed bool, fn func(ctx context.Context, i int) error) error {
-		l, r, err := calls(ctx, n, callers, fn)
-		if err != nil {
-			return fmt.Errorf("%s (%d callers): %w", o, callers, err)
-		}
-		if timed {
-			lat[o], runs[o] = l, r
-		}
-		return nil
-	}
-	err := step(opCreateVolume, true, func(ctx context.Context, i int) (err error) {
-		vols[i], err = c.createVolume(ctx, fmt.Sprintf("%sv%d", prefix, i))
-		return err
-	})
-	if err == nil {
-		err = step(opCreateSnapshot, true, func(ctx context.Context, i int) (err error) {
-			snaps[i], err = c.createSnapshot(ctx, fmt.Sprintf("%ss%d", prefix, i), vols[i])
-			return err
-		})
-	}
-	if err == nil {
-		err = step(opRestore, true, func(ctx context.Context, i int) (err error) {
-			restores[i], err = c.restore(ctx, fmt.Sprintf("%sr%d", prefix, i), snaps[i])
-			return err
-		})
-	}
-	if err == nil {
-		err = step(opDeleteVolume, false, func(ctx context.Context, i int) error { return c.deleteVolume(ctx, restores[i]) })
-	}
-	if err == nil {
-		err = step(opDeleteSnapshot, true, func(ctx context.Context, i int) error { return c.deleteSnapshot(ctx, snaps[i]) })
-	}
-	if err == nil {
-		err = step(opDeleteVolume, true, func(ctx context.Context, i int) error { return c.deleteVolume(ctx, vols[i]) })
-	}
-	return lat, runs, err
+// controlRun is one controller's walk through the control path: n
+// volumes, a snapshot of each, a restore of each snapshot, then the
+// restores deleted (untimed), the snapshots and the volumes. Names start
+// with prefix, which must be new to the controller.
+type controlRun struct {
+	c                     controller
+	prefix                string
+	n                     int
+	vols, snaps, restores []string
+	lat                   [opCount]Sample
+	runs                  [opCount]Run
 }
 
-// measureControl runs the serial and then the concurrent figures of each
-// controller, one controller after the other at each step, so that a
-// change in the machine's load over the run weighs on all of them alike.
+func newControlRun(c controller, prefix string, n int) *controlRun {
+	return &controlRun{c: c, prefix: prefix, n: n, vols: make([]string, n), snaps: make([]string, n), restores: make([]string, n)}
+}
+
+// controlStep is one step of the walk: its i-th call, and the operation
+// it is timed as, if it is.
+type controlStep struct {
+	o     op
+	timed bool
+	call  func(ctx context.Context, i int) error
+}
+
+func (r *controlRun) steps() []controlStep {
+	c, p := r.c, r.prefix
+	return []controlStep{
+		{opCreateVolume, true, func(ctx context.Context, i int) (err error) {
+			r.vols[i], err = c.createVolume(ctx, fmt.Sprintf("%sv%d", p, i))
+			return err
+		}},
+		{opCreateSnapshot, true, func(ctx context.Context, i int) (err error) {
+			r.snaps[i], err = c.createSnapshot(ctx, fmt.Sprintf("%ss%d", p, i), r.vols[i])
+			return err
+		}},
+		{opRestore, true, func(ctx context.Context, i int) (err error) {
+			r.restores[i], err = c.restore(ctx, fmt.Sprintf("%sr%d", p, i), r.snaps[i])
+			return err
+		}},
+		{opDeleteVolume, false, func(ctx context.Context, i int) error { return c.deleteVolume(ctx, r.restores[i]) }},
+		{opDeleteSnapshot, true, func(ctx context.Context, i int) error { return c.deleteSnapshot(ctx, r.snaps[i]) }},
+		{opDeleteVolume, true, func(ctx context.Context, i int) error { return c.deleteVolume(ctx, r.vols[i]) }},
+	}
+}
+
+// concurrently walks the control path with each step's calls made by
+// callers concurrent callers.
+func (r *controlRun) concurrently(ctx context.Context, callers int) error {
+	for _, s := range r.steps() {
+		l, run, err := calls(ctx, r.n, callers, s.call)
+		if err != nil {
+			return fmt.Errorf("%s (%d callers): %w", s.o, callers, err)
+		}
+		if s.timed {
+			r.lat[s.o], r.runs[s.o] = l, run
+		}
+	}
+	return nil
+}
+
+// serially walks the control path of every run at once, one call at a
+// time, taking turns: the i-th call of a step by each run, then the
+// next. Every run so meets the same moments of the machine's load, and a
+// run of fewer calls takes its turns spread over the others'.
+func serially(ctx context.Context, runs []*controlRun) error {
+	most := 0
+	for _, r := range runs {
+		most = max(most, r.n)
+	}
+	steps := make([][]controlStep, len(runs))
+	for k, r := range runs {
+		steps[k] = r.steps()
+	}
+	for s := range steps[0] {
+		done := make([]int, len(runs)) // calls made by each run in this step
+		for i := range most {
+			for k, r := range runs {
+				if done[k]*most > i*r.n { // r's calls spread evenly over most
+					continue
+				}
+				st := steps[k][s]
+				t0 := time.Now()
+				err := st.call(ctx, done[k])
+				d := time.Since(t0)
+				if err != nil {
+					return fmt.Errorf("%s: %w", st.o, err)
+				}
+				if st.timed {
+					r.lat[st.o] = append(r.lat[st.o], d)
+				}
+				done[k]++
+			}
+		}
+	}
+	return nil
+}
+
+// measureControl runs the serial figures of every controller together,
+// taking turns call by call, then the concurrent figures of each, one
+// controller after the other, so that a change in the machine's load over
+// the run weighs on all of them alike.
 func (b *bench) measureControl(cs []namedController) error {
+	var runs []*controlRun
 	for _, c := range cs {
 		c.res.concurrent = map[int]*[opCount]Run{}
-	}
-	for _, c := range cs {
 		n := b.cfg.serial
 		if c.serialCalls > 0 {
 			n = c.serialCalls
 		}
-		klog.InfoS("Control path, serial", "of", c.name, "calls", n)
-		lat, _, err := runControl(b.ctx, c.c, "ser-", n, 1)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
-		}
-		c.res.serial = lat
-		klog.InfoS("Control path, serial", "of", c.name, "CreateVolume p50", lat[opCreateVolume].Percentile(50))
+		runs = append(runs, newControlRun(c.c, "ser-", n))
+	}
+	klog.InfoS("Control path, serial, taking turns", "of", len(cs), "controllers")
+	if err := serially(b.ctx, runs); err != nil {
+		return err
+	}
+	for k, c := range cs {
+		c.res.serial = runs[k].lat
+		klog.InfoS("Control path, serial", "of", c.name, "calls", runs[k].n, "CreateVolume p50", runs[k].lat[opCreateVolume].Percentile(50))
 	}
 	for _, callers := range b.cfg.callers {
 		for _, c := range cs {
@@ -165,12 +218,12 @@ func (b *bench) measureControl(cs []namedController) error {
 				n = callers
 			}
 			klog.InfoS("Control path, concurrent", "of", c.name, "callers", callers, "calls", n)
-			_, runs, err := runControl(b.ctx, c.c, fmt.Sprintf("c%d-", callers), n, callers)
-			if err != nil {
+			r := newControlRun(c.c, fmt.Sprintf("c%d-", callers), n)
+			if err := r.concurrently(b.ctx, callers); err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
-			c.res.concurrent[callers] = &runs
-			klog.InfoS("Control path, concurrent", "of", c.name, "callers", callers, "CreateVolume/s", runs[opCreateVolume].Throughput())
+			c.res.concurrent[callers] = &r.runs
+			klog.InfoS("Control path, concurrent", "of", c.name, "callers", callers, "CreateVolume/s", r.runs[opCreateVolume].Throughput())
 		}
 	}
 	return nil
