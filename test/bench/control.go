@@ -186,22 +186,33 @@ func serially(ctx context.Context, runs []*controlRun) error {
 	return nil
 }
 
-// measureControl runs the serial figures of every controller together,
-// taking turns call by call, then the concurrent figures of each, one
-// controller after the other, so that a change in the machine's load over
-// the run weighs on all of them alike.
+// measureControl runs the serial figures: first those of the controllers
+// that run alone (the bare ioctls, a floor: the least the operations
+// cost, with nothing else in flight), then those of the others together,
+// taking turns call by call. Then it runs the concurrent figures of each,
+// one controller after the other. So a change in the machine's load over
+// the run weighs on csi-thin and lvm2 alike.
 func (b *bench) measureControl(cs []namedController) error {
-	var runs []*controlRun
+	var runs, together []*controlRun
 	for _, c := range cs {
 		c.res.concurrent = map[int]*[opCount]Run{}
 		n := b.cfg.serial
 		if c.serialCalls > 0 {
 			n = c.serialCalls
 		}
-		runs = append(runs, newControlRun(c.c, "ser-", n))
+		r := newControlRun(c.c, "ser-", n)
+		runs = append(runs, r)
+		if c.alone {
+			klog.InfoS("Control path, serial, alone", "of", c.name, "calls", n)
+			if err := serially(b.ctx, []*controlRun{r}); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			continue
+		}
+		together = append(together, r)
 	}
-	klog.InfoS("Control path, serial, taking turns", "of", len(cs), "controllers")
-	if err := serially(b.ctx, runs); err != nil {
+	klog.InfoS("Control path, serial, taking turns", "controllers", len(together))
+	if err := serially(b.ctx, together); err != nil {
 		return err
 	}
 	for k, c := range cs {
@@ -236,5 +247,6 @@ type namedController struct {
 	res         *controlResult
 	serialCalls int  // serial calls of each operation, when not --serial
 	serialOnly  bool // no concurrent runs
+	alone       bool // its serial calls take no turns with the others' but run by themselves
 	oneCallEach bool // concurrent runs of one call by each caller, not --calls
 }

@@ -246,7 +246,7 @@ func (b *bench) run() error {
 			return err
 		}
 		err = b.measureControl([]namedController{
-			{name: "bare ioctls", c: f, res: &b.res.floor, serialOnly: true},
+			{name: "bare ioctls", c: f, res: &b.res.floor, serialOnly: true, alone: true},
 			{name: "lvm2", c: l, res: &b.res.lvm, serialCalls: c.lvmSerial, oneCallEach: true},
 			{name: "csi-thin, state on ext4", c: a, res: &b.res.ext4},
 			{name: "csi-thin, state on tmpfs", c: t, res: &b.res.tmpfs},
