@@ -19,7 +19,8 @@ type fakeSource struct {
 	raw    bool  // yield every run from block 0, ignoring start
 
 	// After is how many extents go out before the source waits for the
-	// call to end and hands on fn's error to ended; 0: no wait.
+	// call to end and calls fn once more; 0: no wait. Ended, when set,
+	// receives the error each walk ends with, whichever way it ends.
 	after int
 	ended chan error
 }
@@ -45,16 +46,17 @@ func (f *fakeSource) Delta(ctx context.Context, base, target string, start uint6
 	return f.stream(ctx, f.deltas[[2]string{base, target}], start, fn)
 }
 
-func (f *fakeSource) stream(ctx context.Context, runs []thinpool.Extent, start uint64, fn func(thinpool.Extent) error) error {
+func (f *fakeSource) stream(ctx context.Context, runs []thinpool.Extent, start uint64, fn func(thinpool.Extent) error) (err error) {
+	if f.ended != nil {
+		defer func() { f.ended <- err }()
+	}
 	if f.err != nil {
 		return f.err
 	}
 	for i, x := range runs {
 		if f.after > 0 && i == f.after {
 			<-ctx.Done()
-			err := fn(x)
-			f.ended <- err
-			return err
+			return fn(x)
 		}
 		if x.End() <= start && !f.raw {
 			continue

@@ -290,6 +290,9 @@ func TestNewServerStyle(t *testing.T) {
 // returns the call's context error, which ends the source's walk.
 func TestCancelMidStream(t *testing.T) {
 	src := source()
+	// One block in the first run: the source sends it and waits, with
+	// no look at the context in between that the cancel could win.
+	src.runs["snap-1"] = []thinpool.Extent{x(0, 1), x(2, 1), x(5, 1)}
 	src.after, src.ended = 1, make(chan error, 1)
 	srv, _ := NewServer(src, "node-1", fixed)
 	client := serve(t, srv)
@@ -303,8 +306,13 @@ func TestCancelMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	if err := <-src.ended; !errors.Is(err, context.Canceled) {
-		t.Fatalf("the source's callback returned %v after the caller left, want context.Canceled", err)
+	select {
+	case err := <-src.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the source's callback returned %v after the caller left, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the source still waits a minute after the caller left: the call's context was not cancelled")
 	}
 	for {
 		if _, err := stream.Recv(); err != nil {
