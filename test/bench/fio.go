@@ -143,11 +143,39 @@ func (b *bench) runFio(job fioJob, dev, disk string, seed int) (Value, float64, 
 		return Value{}, 0, err
 	}
 	v, wrote, err := b.fio(job, dev, seed)
-	if err != nil || wrote == 0 {
+	if err != nil {
 		return v, 0, err
 	}
 	after, err := diskWrittenBytes(disk)
-	return v, float64(after-before) / float64(wrote), err
+	if err != nil {
+		return v, 0, err
+	}
+	if err := flushDisk(disk); err != nil {
+		return v, 0, err
+	}
+	if wrote == 0 {
+		return v, 0, nil
+	}
+	return v, float64(after-before) / float64(wrote), nil
+}
+
+// flushDisk makes the disk flush its cache. A ubd disk's flush is an
+// fsync of its file on the host, which so writes back what the run left
+// dirty in the host's page cache before the next run, rather than during
+// it.
+func flushDisk(disk string) error {
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return fmt.Errorf("flush %s: %w", disk, err)
+	}
+	return nil
 }
 
 // fio runs one job and returns its figure and the bytes it wrote.
@@ -250,6 +278,9 @@ func (b *bench) measureFio(d *csiThin, linear fioTarget) ([]fioResult, error) {
 			return nil, err
 		}
 	}
+	if err := flushDisk(b.cfg.disks[diskPoolExt4]); err != nil {
+		return nil, err
+	}
 	var res []fioResult
 	var snaps []string
 	for i, job := range fioJobs {
@@ -280,7 +311,7 @@ func (b *bench) measureFio(d *csiThin, linear fioTarget) ([]fioResult, error) {
 			return res, err
 		}
 		klog.InfoS("fio", "job", job.figure, "thin", r.thin.String(), "linear", r.linear.String(),
-			"disk bytes a byte, thin", r.thinAmp, "linear", r.linearAmp)
+			"disk bytes a byte, thin", r.thinAmp, "linear device", r.linearAmp)
 		res = append(res, r)
 	}
 	// Leave the pool as it was, for the scale figures.
