@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -22,6 +23,7 @@ func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v[0], v[1], v[
 // every call packs its own buffer and the kernel serialises what it must.
 type Control struct {
 	f       *os.File
+	fd      uintptr // f's descriptor, read once: each f.Fd() is an fcntl call
 	version Version
 }
 
@@ -42,7 +44,7 @@ func Open() (*Control, error) {
 		}
 		return nil, &Error{Op: "open", Device: ControlPath, Err: err}
 	}
-	c := &Control{f: f}
+	c := &Control{f: f, fd: f.Fd()}
 	r, err := c.run(cmdVersion, &request{})
 	if err != nil {
 		f.Close()
@@ -101,7 +103,8 @@ func (c *Control) run(cmd command, req *request) (*reply, error) {
 // ioctl issues the request in buf, retrying when a signal interrupts it.
 func (c *Control) ioctl(code uintptr, buf []byte) error {
 	for {
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, c.f.Fd(), code, uintptr(unsafe.Pointer(&buf[0])))
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, c.fd, code, uintptr(unsafe.Pointer(&buf[0])))
+		runtime.KeepAlive(c.f) // its finalizer would close fd
 		if errno == unix.EINTR {
 			continue
 		}
